@@ -1,0 +1,57 @@
+#!/bin/sh
+# SPDX-License-Identifier: GPL-2.0
+#
+# PID 1 of the rustmig test VM (the host root, read-only over 9p). Mounts the
+# basics and the output share, runs the mode's work, saves dmesg and the
+# kmemleak report to the output share, and powers off.
+export PATH=/usr/sbin:/usr/bin:/sbin:/bin
+export HOME=/tmp LANG=C
+
+mount -t proc proc /proc
+mount -t sysfs sys /sys
+mountpoint -q /dev || mount -t devtmpfs dev /dev
+mount -t tmpfs tmp /tmp
+mount -t tmpfs run /run
+mount -t debugfs debugfs /sys/kernel/debug
+mkdir -p /dev/hugepages && mount -t hugetlbfs hugetlbfs /dev/hugepages
+mkdir -p /tmp/out
+mount -t 9p -o trans=virtio,version=9p2000.L,msize=512000 rustmigout /tmp/out
+
+poweroff_now() {
+	sync
+	echo o > /proc/sysrq-trigger
+	sleep 60
+}
+
+if [ ! -f /tmp/out/env.sh ]; then
+	echo "guest-init: output share missing" >&2
+	poweroff_now
+fi
+. /tmp/out/env.sh
+export RUSTMIG_MODE RUSTMIG_REPO RUSTMIG_OBJ RUSTMIG_TESTS RUSTMIG_BDF_A RUSTMIG_BDF_B \
+	RUSTMIG_BDF_EDU RUSTMIG_IVSHMEM_MB
+export RUSTMIG_OUT=/tmp/out
+
+echo "guest-init: kernel $(uname -r), mode $RUSTMIG_MODE"
+cd /tmp
+case "$RUSTMIG_MODE" in
+shell)
+	setsid sh -c 'exec sh </dev/ttyS0 >/dev/ttyS0 2>&1'
+	result=ok
+	;;
+*)
+	if sh "$RUSTMIG_REPO/mk/guest-$RUSTMIG_MODE.sh"; then result=ok; else result=failed; fi
+	;;
+esac
+
+# The dmesg gate (mk/summary.sh) reads these. Scan for leaks first: objects
+# must be unreferenced for two scans before kmemleak reports them.
+if [ -w /sys/kernel/debug/kmemleak ]; then
+	echo scan > /sys/kernel/debug/kmemleak
+	sleep 6
+	echo scan > /sys/kernel/debug/kmemleak
+	cat /sys/kernel/debug/kmemleak > /tmp/out/kmemleak.txt
+fi
+dmesg > /tmp/out/dmesg.txt
+echo "$result" > /tmp/out/done
+poweroff_now

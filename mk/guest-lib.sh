@@ -1,0 +1,72 @@
+# SPDX-License-Identifier: GPL-2.0
+# Shell helpers for the rustmig guest scripts (sourced).
+
+RUSTMIG_DRV=rustmig-vfio-pci
+RUSTMIG_KO=$RUSTMIG_OBJ/drivers/vfio/pci/rustmig/rustmig.ko
+RESULTS=$RUSTMIG_OUT/results
+TAP=$RESULTS/guest.tap
+tap_n=0
+
+# TAP for the checks made by the shell scripts themselves.
+tap_ok() {
+	tap_n=$((tap_n + 1))
+	echo "ok $tap_n $1" | tee -a "$TAP"
+}
+tap_fail() {
+	tap_n=$((tap_n + 1))
+	echo "not ok $tap_n $1" | tee -a "$TAP"
+	shift
+	for l in "$@"; do echo "# $l" | tee -a "$TAP"; done
+}
+tap_check() { # NAME CMD...
+	name=$1
+	shift
+	if out=$("$@" 2>&1); then tap_ok "$name"; else tap_fail "$name" "command: $*" "$out"; fi
+}
+tap_end() {
+	echo "1..$tap_n" >> "$TAP"
+}
+
+pci_driver() { # BDF -> bound driver name or "none"
+	if [ -e "/sys/bus/pci/devices/$1/driver" ]; then
+		basename "$(readlink "/sys/bus/pci/devices/$1/driver")"
+	else
+		echo none
+	fi
+}
+
+pci_id() { # BDF -> vvvv:dddd
+	d=/sys/bus/pci/devices/$1
+	echo "$(sed 's/^0x//' "$d/vendor"):$(sed 's/^0x//' "$d/device")"
+}
+
+# Bind BDF to DRIVER through driver_override, as management tools do.
+pci_bind() { # BDF DRIVER
+	d=/sys/bus/pci/devices/$1
+	[ -e "$d" ] || { echo "no PCI device $1"; return 1; }
+	if [ -e "$d/driver" ]; then
+		echo "$1" > "$d/driver/unbind" || return 1
+	fi
+	echo "$2" > "$d/driver_override" || return 1
+	echo "$1" > /sys/bus/pci/drivers_probe 2>/dev/null
+	got=$(pci_driver "$1")
+	[ "$got" = "$2" ] || { echo "$1 ($(pci_id "$1")) bound to '$got', wanted '$2'"; return 1; }
+}
+
+pci_unbind() { # BDF
+	d=/sys/bus/pci/devices/$1
+	[ -e "$d/driver" ] && echo "$1" > "$d/driver/unbind"
+	echo > "$d/driver_override"
+}
+
+vfio_cdev() { # BDF -> /dev/vfio/devices/vfioN
+	for c in /sys/bus/pci/devices/$1/vfio-dev/vfio*; do
+		[ -e "$c" ] && echo "/dev/vfio/devices/$(basename "$c")" && return 0
+	done
+	return 1
+}
+
+load_rustmig() {
+	lsmod 2>/dev/null | grep -q '^rustmig ' && return 0
+	insmod "$RUSTMIG_KO"
+}

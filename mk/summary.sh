@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0
+#
+# Summarise a 'make check' VM run: every TAP result file, each test program's
+# exit status, and the dmesg gate (any kernel report fails the run). Ends with
+# the line "N passed, N failed, N skipped"; exits non-zero on any failure.
+#
+# Usage: summary.sh OUT_DIR
+set -uo pipefail
+out=$1
+pass=0 fail=0 skip=0
+
+# Lines of a kernel report. A match anywhere in dmesg fails the run.
+report_re='BUG:|WARNING:|Oops|general protection|KASAN|UBSAN|kmemleak:.*(unreferenced|suspected)|possible (circular|recursive) locking|lockdep|INFO: task .* blocked|hung_task|Kernel panic|RIP:|Call Trace:|rust_panic|panicked at'
+
+if [ ! -f "$out/done" ]; then
+	echo "summary: the VM run did not finish; console tail:"
+	tail -n 80 "$out/console.log" 2>/dev/null
+	fail=$((fail + 1))
+fi
+
+for tap in "$out"/results/*.tap; do
+	[ -e "$tap" ] || continue
+	name=$(basename "$tap" .tap)
+	p=$(grep -cE '^ok [0-9]+' "$tap" | head -1)
+	s=$(grep -cE '^ok [0-9]+.*# (SKIP|skip)' "$tap" | head -1)
+	f=$(grep -cE '^not ok [0-9]+' "$tap" | head -1)
+	p=$((p - s))
+	rc=$(cat "$out/results/$name.rc" 2>/dev/null || echo 0)
+	# A program that failed without a failing TAP line still failed.
+	if [ "$rc" != 0 ] && [ "$rc" != 4 ] && [ "$f" = 0 ]; then
+		f=1
+		echo "summary: $name exited $rc without a failing TAP line; its output:"
+		tail -n 30 "$tap" | sed 's/^/  | /'
+	fi
+	if [ "$f" != 0 ]; then
+		echo "summary: $name: failures:"
+		grep -E -A12 '^not ok [0-9]+' "$tap" | sed 's/^/  | /'
+	fi
+	printf 'summary: %-36s %3d passed, %3d failed, %3d skipped\n' "$name" "$p" "$f" "$s"
+	pass=$((pass + p)) fail=$((fail + f)) skip=$((skip + s))
+done
+
+# The dmesg gate.
+if [ -f "$out/dmesg.txt" ]; then
+	hits=$(grep -nE "$report_re" "$out/dmesg.txt")
+	leaks=$(grep -c 'unreferenced object' "$out/kmemleak.txt" 2>/dev/null)
+	if [ -z "$hits" ] && [ "${leaks:-0}" = 0 ]; then
+		pass=$((pass + 1))
+		echo "summary: dmesg gate: no kernel report ($(wc -l < "$out/dmesg.txt") lines read, kmemleak clean)"
+	else
+		fail=$((fail + 1))
+		echo "summary: dmesg gate FAILED: kernel reports in dmesg:"
+		first=$(echo "$hits" | head -1 | cut -d: -f1)
+		[ -n "$first" ] && sed -n "$((first > 5 ? first - 5 : 1)),$((first + 60))p" "$out/dmesg.txt" | sed 's/^/  | /'
+		[ "${leaks:-0}" != 0 ] && { echo "summary: kmemleak: $leaks leak(s):"; head -n 60 "$out/kmemleak.txt" | sed 's/^/  | /'; }
+	fi
+else
+	fail=$((fail + 1))
+	echo "summary: no dmesg was saved by the guest"
+fi
+
+echo "$pass passed, $fail failed, $skip skipped"
+[ "$fail" = 0 ]

@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0
+#
+# Boot the rustmig test VM: QEMU (TCG) q35 with intel-iommu, two ivshmem-plain
+# devices backed by files in the output directory, one edu device, the host
+# root shared read-only over 9p and the output directory shared read-write.
+# The guest runs mk/guest-init.sh, which writes TAP results and dmesg to the
+# output directory.
+#
+# Usage: vm.sh --mode demo|check|shell --obj OBJ_DIR --tests SELFTEST_DIR --out OUT_DIR
+set -euo pipefail
+
+repo=$(cd "$(dirname "$0")/.." && pwd)
+mode=check obj= tests= out=
+while [ $# -gt 0 ]; do
+	case "$1" in
+	--mode) mode=$2; shift 2 ;;
+	--obj) obj=$2; shift 2 ;;
+	--tests) tests=$2; shift 2 ;;
+	--out) out=$2; shift 2 ;;
+	*) echo "vm: unknown argument '$1'" >&2; exit 2 ;;
+	esac
+done
+case "$mode" in demo|check|shell) ;; *) echo "vm: bad --mode '$mode'" >&2; exit 2 ;; esac
+[ -n "$obj" ] && [ -n "$out" ] || { echo "vm: --obj and --out are required" >&2; exit 2; }
+kernel=$obj/arch/x86/boot/bzImage
+[ -f "$kernel" ] || { echo "vm: no kernel at $kernel" >&2; exit 1; }
+
+# Size of each ivshmem BAR2 (the device state of the ivshmem backend).
+ivshmem_mb=${RUSTMIG_IVSHMEM_MB:-256}
+mem=${RUSTMIG_VM_MEM:-3G}
+timeout_s=${RUSTMIG_VM_TIMEOUT:-2700}
+
+rm -rf "$out"
+mkdir -p "$out/results"
+truncate -s "${ivshmem_mb}M" "$out/ivshmem-a" "$out/ivshmem-b"
+
+# Fixed slots, so the guest knows which device is which.
+bdf_a=0000:00:10.0 bdf_b=0000:00:11.0 bdf_edu=0000:00:12.0
+cat > "$out/env.sh" <<ENV
+RUSTMIG_MODE=$mode
+RUSTMIG_REPO=$repo
+RUSTMIG_OBJ=$obj
+RUSTMIG_TESTS=$tests
+RUSTMIG_BDF_A=$bdf_a
+RUSTMIG_BDF_B=$bdf_b
+RUSTMIG_BDF_EDU=$bdf_edu
+RUSTMIG_IVSHMEM_MB=$ivshmem_mb
+ENV
+
+args=(
+	-accel tcg -cpu max -smp 2 -m "$mem"
+	-M q35,kernel-irqchip=split
+	-device intel-iommu,intremap=on,caching-mode=on
+	-kernel "$kernel"
+	-append "console=ttyS0 panic=-1 oops=panic intel_iommu=on root=hostroot rootfstype=9p rootflags=trans=virtio,version=9p2000.L,msize=512000 ro init=$repo/mk/guest-init.sh"
+	-fsdev local,id=root,path=/,security_model=none,readonly=on
+	-device virtio-9p-pci,fsdev=root,mount_tag=hostroot
+	-fsdev local,id=out,path="$out",security_model=none
+	-device virtio-9p-pci,fsdev=out,mount_tag=rustmigout
+	-object memory-backend-file,id=mema,size="${ivshmem_mb}M",mem-path="$out/ivshmem-a",share=on
+	-device ivshmem-plain,memdev=mema,addr=0x10
+	-object memory-backend-file,id=memb,size="${ivshmem_mb}M",mem-path="$out/ivshmem-b",share=on
+	-device ivshmem-plain,memdev=memb,addr=0x11
+	-device edu,addr=0x12
+	-no-reboot
+)
+
+echo "vm: booting $(basename "$kernel") ($mode) with ivshmem A=$bdf_a B=$bdf_b (${ivshmem_mb} MiB), edu=$bdf_edu"
+if [ "$mode" = shell ]; then
+	exec qemu-system-x86_64 "${args[@]}" -nographic
+fi
+
+set +e
+timeout --foreground -k 10 "$timeout_s" qemu-system-x86_64 "${args[@]}" \
+	-display none -monitor none -serial stdio </dev/null 2>&1 | tee "$out/console.log"
+rc=${PIPESTATUS[0]}
+set -e
+if [ "$rc" = 124 ]; then
+	echo "vm: timed out after ${timeout_s}s; console tail:" >&2
+	tail -n 60 "$out/console.log" >&2
+	exit 1
+fi
+if [ ! -f "$out/done" ]; then
+	echo "vm: the guest did not finish (qemu exit $rc); console tail:" >&2
+	tail -n 60 "$out/console.log" >&2
+	exit 1
+fi
+[ "$mode" = demo ] && [ "$(cat "$out/done")" != ok ] && { echo "vm: demo failed" >&2; exit 1; }
+exit 0

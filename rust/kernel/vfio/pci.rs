@@ -1,0 +1,528 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! vfio-pci variant drivers.
+//!
+//! A variant driver binds to a PCI device only through `driver_override` (as management tools
+//! bind vfio-pci), registers it with `vfio_pci_core` and may extend it, e.g. with live migration.
+//! Everything a driver does not override behaves exactly like `vfio-pci`.
+//!
+//! The generic [`pci::Driver`](crate::pci::Driver) adapter cannot be used for this: it owns the
+//! device's driver data, while `vfio_pci_core` requires the driver data to be the
+//! `vfio_pci_core_device`. [`Registration`] registers a `pci_driver` that follows the C variant
+//! drivers instead: an override-only id table, `driver_managed_dma`, the `vfio_pci_core` AER
+//! handlers and `reset_done` routed to the driver.
+//!
+//! C header: [`include/linux/vfio_pci_core.h`](srctree/include/linux/vfio_pci_core.h)
+
+use crate::{
+    bindings,
+    device,
+    device_id::{
+        RawDeviceId,
+        RawDeviceIdIndex, //
+    },
+    error::{
+        from_err_ptr,
+        from_result,
+        to_result,
+        VTABLE_DEFAULT_ERROR, //
+    },
+    pci,
+    prelude::*,
+    str::as_char_ptr_in_const_context,
+    types::Opaque,
+    ThisModule, //
+};
+use core::{
+    alloc::Layout,
+    marker::PhantomData,
+    mem::offset_of,
+    ptr::NonNull, //
+};
+
+/// A PCI device id of a vfio-pci variant driver, C's `PCI_DRIVER_OVERRIDE_DEVICE_VFIO`.
+///
+/// Every id is "override only": the driver core binds a variant driver to a matching device only
+/// when userspace names the driver in the device's `driver_override`, never by itself.
+///
+/// # Invariants
+///
+/// `self.0.override_only` is `PCI_ID_F_VFIO_DRIVER_OVERRIDE`.
+#[repr(transparent)]
+#[derive(Clone, Copy)]
+pub struct DeviceId(bindings::pci_device_id);
+
+impl DeviceId {
+    /// Matches the device `vendor:device`, any subsystem.
+    pub const fn new(vendor: u16, device: u16) -> Self {
+        const ANY: u32 = !0;
+
+        // INVARIANT: `override_only` is set to the VFIO override flag.
+        Self(bindings::pci_device_id {
+            vendor: vendor as u32,
+            device: device as u32,
+            subvendor: ANY,
+            subdevice: ANY,
+            class: 0,
+            class_mask: 0,
+            driver_data: 0,
+            override_only: bindings::PCI_ID_F_VFIO_DRIVER_OVERRIDE,
+        })
+    }
+
+    /// Returns the vendor id this entry matches.
+    pub const fn vendor(&self) -> u16 {
+        // CAST: `new` stored a `u16`.
+        self.0.vendor as u16
+    }
+
+    /// Returns the device id this entry matches.
+    pub const fn device(&self) -> u16 {
+        // CAST: `new` stored a `u16`.
+        self.0.device as u16
+    }
+
+    /// Returns whether this entry only matches through `driver_override`.
+    pub const fn is_override_only(&self) -> bool {
+        self.0.override_only == bindings::PCI_ID_F_VFIO_DRIVER_OVERRIDE
+    }
+}
+
+// SAFETY: `DeviceId` is a `#[repr(transparent)]` wrapper of `pci_device_id` and adds no invariant
+// that a `pci_device_id` read back from a table could break.
+unsafe impl RawDeviceId for DeviceId {
+    type RawType = bindings::pci_device_id;
+}
+
+// SAFETY: `DRIVER_DATA_OFFSET` is the offset of the `driver_data` field.
+unsafe impl RawDeviceIdIndex for DeviceId {
+    const DRIVER_DATA_OFFSET: usize = offset_of!(bindings::pci_device_id, driver_data);
+}
+
+/// The id table of a vfio-pci variant driver.
+pub type IdTable<T> = &'static dyn crate::device_id::IdTable<DeviceId, T>;
+
+/// Creates a vfio-pci variant id table with its `vfio_pci:` module alias.
+///
+/// # Examples
+///
+/// ```
+/// use kernel::vfio::pci::DeviceId;
+///
+/// kernel::vfio_pci_device_table!(
+///     TABLE,
+///     u32,
+///     [(DeviceId::new(0x1af4, 0x1110), 1), (DeviceId::new(0x1234, 0x11e8), 2)]
+/// );
+///
+/// let ids: &[DeviceId] = &[DeviceId::new(0x1af4, 0x1110)];
+/// assert!(ids[0].is_override_only());
+/// assert_eq!((ids[0].vendor(), ids[0].device()), (0x1af4, 0x1110));
+/// ```
+#[macro_export]
+macro_rules! vfio_pci_device_table {
+    ($($tt:tt)*) => {
+        $crate::module_device_table!("pci", $crate::vfio::pci::DeviceId, $($tt)*);
+    };
+}
+
+/// A vfio-pci variant driver.
+///
+/// The driver provides the per-device data created at probe and may hook the points where it
+/// extends `vfio_pci_core`. Optional callbacks not implemented keep the `vfio-pci` behaviour.
+#[vtable]
+pub trait Driver: Sized + 'static {
+    /// Information attached to each entry of [`Driver::ID_TABLE`].
+    type IdInfo: 'static;
+
+    /// The driver's data in each device, created by [`Driver::probe`].
+    type Data: Send + Sync;
+
+    /// The name of the device's `vfio_device_ops`.
+    const NAME: &'static CStr;
+
+    /// The devices the driver can be bound to.
+    const ID_TABLE: IdTable<Self::IdInfo>;
+
+    /// Creates the driver data of a device being bound.
+    ///
+    /// `id_info` is the matching id table entry's information, or `None` when userspace named the
+    /// driver in `driver_override` of a device that is not in the table.
+    fn probe(
+        pdev: &pci::Device<device::Core<'_>>,
+        id_info: Option<&'static Self::IdInfo>,
+    ) -> impl PinInit<Self::Data, Error>;
+
+    /// Called when userspace opens the device, after `vfio_pci_core` enabled it and before
+    /// interrupts are set up. An error fails the open.
+    fn open_device(_dev: &Device<Self>) -> Result {
+        build_error!(VTABLE_DEFAULT_ERROR)
+    }
+
+    /// Called when the last user closes the device, before `vfio_pci_core` disables it.
+    fn close_device(_dev: &Device<Self>) {
+        build_error!(VTABLE_DEFAULT_ERROR)
+    }
+
+    /// Called after any reset of the PCI function (`VFIO_DEVICE_RESET`, a bus or slot reset, AER
+    /// recovery). It may run while other callbacks of the device hold their locks.
+    fn reset_done(_dev: &Device<Self>) {
+        build_error!(VTABLE_DEFAULT_ERROR)
+    }
+}
+
+/// A device of a vfio-pci variant driver: a `vfio_pci_core_device` followed by the driver's data.
+///
+/// # Invariants
+///
+/// - `core` is at offset 0 and is a `vfio_pci_core_device` initialised by `_vfio_alloc_device`
+///   with [`Adapter::VFIO_OPS`] as its ops, so `vfio_device`, at offset 0 of the core device, is
+///   also the address of `Self`.
+/// - `data` is initialised, pinned, and dropped only by the `release` callback of the vfio
+///   device, when its last reference goes.
+#[repr(C)]
+pub struct Device<T: Driver> {
+    core: Opaque<bindings::vfio_pci_core_device>,
+    data: T::Data,
+}
+
+// SAFETY: The C parts of the device are protected by the vfio core's own locking and `Device`
+// only gives shared access to `data`, which is `Send + Sync`.
+unsafe impl<T: Driver> Send for Device<T> {}
+// SAFETY: See the `Send` implementation.
+unsafe impl<T: Driver> Sync for Device<T> {}
+
+impl<T: Driver> Device<T> {
+    /// Returns the driver's data.
+    pub fn data(&self) -> Pin<&T::Data> {
+        // SAFETY: By the type invariants, `data` is pinned: it lives in the vfio device's
+        // allocation and is never moved out of it.
+        unsafe { Pin::new_unchecked(&self.data) }
+    }
+
+    /// Returns the PCI device this vfio device drives.
+    pub fn pci_dev(&self) -> &pci::Device<device::Bound> {
+        // SAFETY: By the type invariants, `core` was initialised by `vfio_pci_core_init_dev`,
+        // which set `pdev` to the probed device. A `&Device` is only handed out while the driver
+        // is bound to it, and `pci::Device` is a transparent wrapper of `struct pci_dev`.
+        unsafe { &*(*self.core.get()).pdev.cast() }
+    }
+
+    /// Returns the raw `struct vfio_pci_core_device`.
+    fn as_raw(&self) -> *mut bindings::vfio_pci_core_device {
+        self.core.get()
+    }
+
+    /// Returns the raw `struct vfio_device`.
+    fn as_vfio_raw(&self) -> *mut bindings::vfio_device {
+        // SAFETY: `core` points to a valid `vfio_pci_core_device`.
+        unsafe { &raw mut (*self.as_raw()).vdev }
+    }
+
+    /// Borrows the device that embeds the given `vfio_device`.
+    ///
+    /// # Safety
+    ///
+    /// `vdev` must be the `vfio_device` of a live `Device<T>` whose `data` is initialised, and
+    /// the returned reference must not outlive it.
+    unsafe fn from_vfio_raw<'a>(vdev: *mut bindings::vfio_device) -> &'a Self {
+        const_assert!(offset_of!(bindings::vfio_pci_core_device, vdev) == 0);
+        // SAFETY: By the type invariants the `vfio_device` is at offset 0 of `Self`, and the
+        // caller guarantees `Self` is live.
+        unsafe { &*vdev.cast::<Self>() }
+    }
+
+    /// Borrows the device that is the driver data of a PCI device bound to `T`.
+    ///
+    /// # Safety
+    ///
+    /// `pdev` must be bound to the variant driver `T` (probe succeeded, remove not finished).
+    unsafe fn from_pci_raw<'a>(pdev: *mut bindings::pci_dev) -> &'a Self {
+        // SAFETY: `pdev` is valid, and its driver data is the `vfio_pci_core_device` that
+        // `Adapter::probe_callback` set, the first field of a `Device<T>`.
+        unsafe { &*bindings::dev_get_drvdata(&raw mut (*pdev).dev).cast::<Self>() }
+    }
+
+    /// Allocates the vfio device of `pdev` and initialises the driver's data in place.
+    fn new(
+        pdev: &pci::Device<device::Core<'_>>,
+        init: impl PinInit<T::Data, Error>,
+    ) -> Result<NonNull<Self>> {
+        const_assert!(offset_of!(Self, core) == 0);
+        // The allocation is made by `kvzalloc`, which aligns to at least this.
+        const_assert!(core::mem::align_of::<Self>() <= bindings::ARCH_KMALLOC_MINALIGN);
+
+        let size = Layout::new::<Self>().pad_to_align().size();
+        let dev: &device::Device = pdev.as_ref();
+        // SAFETY: `dev` is a valid, bound device; the ops table is static. Until `data` is
+        // initialised, the ops' `release` only releases the core device.
+        let vdev = from_err_ptr(unsafe {
+            bindings::_vfio_alloc_device(size, dev.as_raw(), &Adapter::<T>::VFIO_OPS_UNINIT)
+        })?;
+        let this = vdev.cast::<Self>();
+
+        // SAFETY: `data` lies inside the zeroed, suitably sized and aligned allocation, is not
+        // initialised yet and will not move: the allocation is only freed by `release`.
+        let res = unsafe { init.__pinned_init(&raw mut (*this).data) };
+        if let Err(e) = res {
+            // SAFETY: `vdev` holds the initial reference, which this drops; `data` is not
+            // initialised and the current ops do not drop it.
+            unsafe { bindings::vfio_put_device(vdev) };
+            return Err(e);
+        }
+
+        // INVARIANT: `data` is initialised; from here on `release` drops it.
+        // SAFETY: The device is not registered, so nothing else reads `ops` concurrently.
+        unsafe { (*vdev).ops = &Adapter::<T>::VFIO_OPS };
+
+        // SAFETY: `_vfio_alloc_device` did not return an error, so `this` is not null.
+        Ok(unsafe { NonNull::new_unchecked(this) })
+    }
+}
+
+impl<T: Driver> AsRef<device::Device> for Device<T> {
+    fn as_ref(&self) -> &device::Device {
+        self.pci_dev().as_ref()
+    }
+}
+
+/// The C callbacks of a vfio-pci variant driver `T`.
+struct Adapter<T: Driver>(PhantomData<T>);
+
+impl<T: Driver> Adapter<T> {
+    /// The device ops: `vfio_pci_core` plus the driver's hooks.
+    const VFIO_OPS: bindings::vfio_device_ops = bindings::vfio_device_ops {
+        name: as_char_ptr_in_const_context(T::NAME).cast_mut(),
+        init: Some(bindings::vfio_pci_core_init_dev),
+        release: Some(Self::release_callback),
+        open_device: Some(Self::open_device_callback),
+        close_device: Some(Self::close_device_callback),
+        ioctl: Some(bindings::vfio_pci_core_ioctl),
+        get_region_info_caps: Some(bindings::vfio_pci_ioctl_get_region_info),
+        device_feature: Some(bindings::vfio_pci_core_ioctl_feature),
+        read: Some(bindings::vfio_pci_core_read),
+        write: Some(bindings::vfio_pci_core_write),
+        mmap: Some(bindings::vfio_pci_core_mmap),
+        request: Some(bindings::vfio_pci_core_request),
+        match_: Some(bindings::vfio_pci_core_match),
+        match_token_uuid: Some(bindings::vfio_pci_core_match_token_uuid),
+        bind_iommufd: Some(bindings::vfio_iommufd_physical_bind),
+        unbind_iommufd: Some(bindings::vfio_iommufd_physical_unbind),
+        attach_ioas: Some(bindings::vfio_iommufd_physical_attach_ioas),
+        detach_ioas: Some(bindings::vfio_iommufd_physical_detach_ioas),
+        ..pin_init::zeroed()
+    };
+
+    /// The ops of a device whose driver data is not initialised yet.
+    const VFIO_OPS_UNINIT: bindings::vfio_device_ops = bindings::vfio_device_ops {
+        release: Some(bindings::vfio_pci_core_release_dev),
+        ..Self::VFIO_OPS
+    };
+
+    /// The PCI error handlers when the driver wants `reset_done`.
+    const ERR_HANDLERS: bindings::pci_error_handlers = bindings::pci_error_handlers {
+        error_detected: Some(bindings::vfio_pci_core_aer_err_detected),
+        reset_done: Some(Self::reset_done_callback),
+        ..pin_init::zeroed()
+    };
+
+    extern "C" fn probe_callback(
+        pdev: *mut bindings::pci_dev,
+        id: *const bindings::pci_device_id,
+    ) -> c_int {
+        // SAFETY: The PCI core calls probe with a valid device, in the core context, and the
+        // device stays valid for the duration of this call.
+        let pdev_ref = unsafe { &*pdev.cast::<pci::Device<device::Core<'_>>>() };
+
+        // SAFETY: `id` is either an entry of `T::ID_TABLE` (an `IdArray<DeviceId, T::IdInfo>`,
+        // whose `driver_data` points to the entry's information) or `pci_device_id_any`, whose
+        // `driver_data` is 0. `DeviceId` is a transparent wrapper of `pci_device_id`.
+        let info = unsafe { (*id.cast::<DeviceId>()).info_unchecked_opt::<T::IdInfo>() };
+
+        from_result(|| {
+            let this = Device::<T>::new(pdev_ref, T::probe(pdev_ref, info))?;
+            // SAFETY: `this` was just created and holds the only reference.
+            let this = unsafe { this.as_ref() };
+
+            // SAFETY: `pdev` is valid; vfio_pci_core requires its driver data to be the core
+            // device.
+            unsafe { bindings::dev_set_drvdata(&raw mut (*pdev).dev, this.as_raw().cast()) };
+
+            // SAFETY: `this` is a fully initialised core device, set as the driver data.
+            let ret = to_result(unsafe { bindings::vfio_pci_core_register_device(this.as_raw()) });
+            if let Err(e) = ret {
+                // SAFETY: `pdev` is valid. The initial reference of the vfio device is dropped
+                // and nothing else holds one, as registration failed.
+                unsafe {
+                    bindings::dev_set_drvdata(&raw mut (*pdev).dev, core::ptr::null_mut());
+                    bindings::vfio_put_device(this.as_vfio_raw());
+                }
+                return Err(e);
+            }
+            Ok(0)
+        })
+    }
+
+    extern "C" fn remove_callback(pdev: *mut bindings::pci_dev) {
+        // SAFETY: remove is only called for a device whose probe succeeded.
+        let this = unsafe { Device::<T>::from_pci_raw(pdev) };
+        let (core, vdev) = (this.as_raw(), this.as_vfio_raw());
+
+        // SAFETY: The device was registered by `probe_callback`. Unregistering waits for all
+        // users to close it; then the probe's reference is dropped, which frees the device and
+        // drops the driver data unless the vfio core still holds a reference.
+        unsafe {
+            bindings::vfio_pci_core_unregister_device(core);
+            bindings::vfio_put_device(vdev);
+        }
+    }
+
+    extern "C" fn reset_done_callback(pdev: *mut bindings::pci_dev) {
+        // SAFETY: The PCI core calls the error handlers only for a device bound to the driver.
+        let this = unsafe { Device::<T>::from_pci_raw(pdev) };
+        T::reset_done(this);
+    }
+
+    extern "C" fn open_device_callback(vdev: *mut bindings::vfio_device) -> c_int {
+        // SAFETY: The vfio core calls `open_device` only on registered devices, whose `data` is
+        // initialised, and they stay alive for the call.
+        let this = unsafe { Device::<T>::from_vfio_raw(vdev) };
+        let core = this.as_raw();
+
+        from_result(|| {
+            // SAFETY: `core` is a registered core device being opened.
+            to_result(unsafe { bindings::vfio_pci_core_enable(core) })?;
+            if T::HAS_OPEN_DEVICE {
+                if let Err(e) = T::open_device(this) {
+                    // SAFETY: `vfio_pci_core_enable` succeeded above.
+                    unsafe { bindings::vfio_pci_core_disable(core) };
+                    return Err(e);
+                }
+            }
+            // SAFETY: `vfio_pci_core_enable` succeeded above.
+            unsafe { bindings::vfio_pci_core_finish_enable(core) };
+            Ok(0)
+        })
+    }
+
+    extern "C" fn close_device_callback(vdev: *mut bindings::vfio_device) {
+        // SAFETY: The vfio core calls `close_device` only on open, registered devices.
+        let this = unsafe { Device::<T>::from_vfio_raw(vdev) };
+        if T::HAS_CLOSE_DEVICE {
+            T::close_device(this);
+        }
+        // SAFETY: `vdev` is an open core device.
+        unsafe { bindings::vfio_pci_core_close_device(vdev) };
+    }
+
+    extern "C" fn release_callback(vdev: *mut bindings::vfio_device) {
+        // SAFETY: `release` is called once, when the last reference to the vfio device goes.
+        // The ops that point here are only installed once `data` is initialised.
+        let this = vdev.cast::<Device<T>>();
+        // SAFETY: `data` is initialised and nothing can reach it any more.
+        unsafe { core::ptr::drop_in_place(&raw mut (*this).data) };
+        // SAFETY: `vdev` is a core device being released.
+        unsafe { bindings::vfio_pci_core_release_dev(vdev) };
+    }
+}
+
+/// The registration of a vfio-pci variant driver with the PCI core.
+///
+/// The driver is unregistered when the registration is dropped.
+///
+/// # Invariants
+///
+/// `drv` was registered with `__pci_register_driver` and stays registered until `drop`.
+#[pin_data(PinnedDrop)]
+pub struct Registration<T: Driver> {
+    #[pin]
+    drv: Opaque<bindings::pci_driver>,
+    _p: PhantomData<T>,
+}
+
+// SAFETY: `Registration` exposes nothing through a shared reference.
+unsafe impl<T: Driver> Sync for Registration<T> {}
+// SAFETY: Registration and unregistration may run on any thread.
+unsafe impl<T: Driver> Send for Registration<T> {}
+
+impl<T: Driver> Registration<T> {
+    /// Registers the variant driver `T` under `name`, the driver name userspace writes to
+    /// `driver_override`.
+    pub fn new(name: &'static CStr, module: &'static ThisModule) -> impl PinInit<Self, Error> {
+        try_pin_init!(Self {
+            drv <- Opaque::try_ffi_init(move |drv: *mut bindings::pci_driver| {
+                // SAFETY: `try_ffi_init` hands out memory valid for writes, pinned until drop.
+                unsafe {
+                    drv.write(bindings::pci_driver::default());
+                    (*drv).name = name.as_char_ptr();
+                    (*drv).id_table = T::ID_TABLE.as_ptr();
+                    (*drv).probe = Some(Adapter::<T>::probe_callback);
+                    (*drv).remove = Some(Adapter::<T>::remove_callback);
+                    (*drv).err_handler = if T::HAS_RESET_DONE {
+                        &Adapter::<T>::ERR_HANDLERS
+                    } else {
+                        &raw const bindings::vfio_pci_core_err_handlers
+                    };
+                    (*drv).driver_managed_dma = true;
+                }
+                // SAFETY: `drv` is initialised and stays pinned until unregistered in `drop`.
+                to_result(unsafe {
+                    bindings::__pci_register_driver(drv, module.as_ptr(), name.as_char_ptr())
+                })
+            }),
+            _p: PhantomData,
+        })
+    }
+}
+
+#[pinned_drop]
+impl<T: Driver> PinnedDrop for Registration<T> {
+    fn drop(self: Pin<&mut Self>) {
+        // SAFETY: By the type invariants `drv` is registered.
+        unsafe { bindings::pci_unregister_driver(self.drv.get()) };
+    }
+}
+
+/// Declares a kernel module that registers one vfio-pci variant driver.
+///
+/// The module's name is the driver's name, as for C variant drivers (`KBUILD_MODNAME`).
+///
+/// # Examples
+///
+/// ```ignore
+/// kernel::module_vfio_pci_driver! {
+///     type: MyVariant,
+///     name: "my_vfio_pci",
+///     authors: ["Author name"],
+///     description: "Description",
+///     license: "GPL",
+/// }
+/// ```
+#[macro_export]
+macro_rules! module_vfio_pci_driver {
+    (type: $type:ty, $($f:tt)*) => {
+        #[$crate::prelude::pin_data]
+        struct VfioPciDriverModule {
+            #[pin]
+            _driver: $crate::vfio::pci::Registration<$type>,
+        }
+
+        impl $crate::InPlaceModule for VfioPciDriverModule {
+            fn init(
+                module: &'static $crate::ThisModule,
+            ) -> impl ::pin_init::PinInit<Self, $crate::error::Error> {
+                $crate::try_pin_init!(Self {
+                    _driver <- $crate::vfio::pci::Registration::new(
+                        <Self as $crate::ModuleMetadata>::NAME,
+                        module,
+                    ),
+                })
+            }
+        }
+
+        $crate::prelude::module! {
+            type: VfioPciDriverModule,
+            $($f)*
+        }
+    };
+}
