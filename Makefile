@@ -22,7 +22,7 @@ KOUT   := $(OBJ)/arch/x86/boot/bzImage
 STOUT  := $(CACHE)/selftests
 
 .PHONY: all check deps tree config kernel rustcheck selftests demo vm-check \
-	shell help clean distclean
+	shell help clean distclean rustfmt
 
 # `make`: build everything and boot the VM to show the driver at work.
 all: kernel selftests
@@ -50,6 +50,10 @@ kernel: config
 rustcheck: config
 	@$(STAGE) rustfmt $(REPO)/mk/rustcheck.sh $(SRC) $(OBJ) $(REPO)
 
+# Format the project's Rust files in place (a developer tool; builds never edit the repository).
+rustfmt:
+	rustfmt --edition 2021 --config-path $(SRC)/.rustfmt.toml $$(find $(REPO)/rust $(REPO)/drivers -name '*.rs')
+
 selftests: config
 	@$(STAGE) selftests $(REPO)/mk/selftests.sh $(SRC) $(OBJ) $(STOUT)
 
@@ -67,7 +71,8 @@ help:
 	@echo '  make tree       unpack linux-source-7.3, apply patches/, overlay the repo'
 	@echo '  make config     configure $(OBJ) from kernel/configs/*.config'
 	@echo '  make kernel     build bzImage and modules'
-	@echo '  make rustcheck  rustfmt check of the project'"'"'s Rust files'
+	@echo '  make rustcheck  rustfmt check, and no rustc/clippy warning in the project'"'"'s Rust code'
+	@echo '  make rustfmt    format the project'"'"'s Rust files in place'
 	@echo '  make selftests  build the vfio kselftests'
 	@echo '  make shell      boot the VM with a shell on the console'
 	@echo '  make clean      remove the build directories in $(CACHE)'

@@ -14,6 +14,15 @@ frags=("$@")
 
 export PATH=/usr/bin:$PATH
 mkdir -p "$obj"
+
+# Skip when neither the fragments nor the tree (patches, overlaid Kconfig files) changed.
+stamp=$( { cat "${frags[@]}"; cat "$src.state/stamp" 2>/dev/null
+	find "$src" -path "$src/tools" -prune -o -name 'Kconfig*' -newer "$src/Makefile" -print0 |
+		sort -z | xargs -0r cat; } | sha256sum | cut -d' ' -f1)
+if [ -f "$obj/.config" ] && [ "$(cat "$obj/.config.rustmig" 2>/dev/null)" = "$stamp" ]; then
+	echo "config: $obj/.config up to date"
+	exit 0
+fi
 make -s -C "$src" O="$obj" LLVM=1 tinyconfig >/dev/null
 "$src/scripts/kconfig/merge_config.sh" -m -O "$obj" "$obj/.config" "${frags[@]}" >"$obj/merge.log" 2>&1 || {
 	cat "$obj/merge.log" >&2; exit 1; }
@@ -33,4 +42,5 @@ while IFS= read -r line; do
 	fi
 done < <(cat "${frags[@]}")
 [ $bad = 0 ] || { echo "config: fragment options were not applied (missing dependency?)" >&2; exit 1; }
+echo "$stamp" > "$obj/.config.rustmig"
 echo "config: $obj/.config ready"

@@ -11,7 +11,7 @@ set -euo pipefail
 # Packages taken from trixie (rustc 1.85 + rust-src + bindgen 0.71 are the 7.3 minimums).
 pkgs=(rustc rust-src bindgen clang lld llvm flex bison bc libelf-dev libssl-dev
       cpio zstd xz-utils kmod rsync qemu-system-x86 busybox-static make gcc libc6-dev
-      rustfmt rust-clippy)
+      rustfmt rust-clippy uuid-dev)
 src_pkg=linux-source-7.3
 tarball=/usr/src/linux-source-7.3.tar.xz
 
@@ -23,7 +23,7 @@ missing() {
 		[ -x "$t" ] || return 0
 	done
 	[ -d /usr/lib/rustlib/src/rust/library ] || return 0
-	dpkg -s libelf-dev libssl-dev >/dev/null 2>&1 || return 0
+	dpkg -s libelf-dev libssl-dev uuid-dev >/dev/null 2>&1 || return 0
 	return 1
 }
 

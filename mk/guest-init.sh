@@ -28,11 +28,17 @@ if [ ! -f /tmp/out/env.sh ]; then
 	poweroff_now
 fi
 . /tmp/out/env.sh
+# The device behind each root port.
+below() { for d in /sys/bus/pci/devices/"$1"/0000:*; do [ -e "$d" ] && basename "$d" && return; done; }
+RUSTMIG_BDF_A=$(below "$RUSTMIG_PORT_A")
+RUSTMIG_BDF_B=$(below "$RUSTMIG_PORT_B")
+RUSTMIG_BDF_EDU=$(below "$RUSTMIG_PORT_EDU")
 export RUSTMIG_MODE RUSTMIG_REPO RUSTMIG_OBJ RUSTMIG_TESTS RUSTMIG_BDF_A RUSTMIG_BDF_B \
 	RUSTMIG_BDF_EDU RUSTMIG_IVSHMEM_MB
 export RUSTMIG_OUT=/tmp/out
 
-echo "guest-init: kernel $(uname -r), mode $RUSTMIG_MODE"
+echo "guest-init: kernel $(uname -r), mode $RUSTMIG_MODE;" \
+	"ivshmem A=$RUSTMIG_BDF_A B=$RUSTMIG_BDF_B edu=$RUSTMIG_BDF_EDU"
 cd /tmp
 case "$RUSTMIG_MODE" in
 shell)

@@ -1,8 +1,8 @@
 # SPDX-License-Identifier: GPL-2.0
 # Shell helpers for the rustmig guest scripts (sourced).
 
-RUSTMIG_DRV=rustmig-vfio-pci
-RUSTMIG_KO=$RUSTMIG_OBJ/drivers/vfio/pci/rustmig/rustmig.ko
+RUSTMIG_DRV=rustmig_vfio_pci
+RUSTMIG_KO=$RUSTMIG_OBJ/drivers/vfio/pci/rustmig/rustmig_vfio_pci.ko
 RESULTS=$RUSTMIG_OUT/results
 TAP=$RESULTS/guest.tap
 tap_n=0
@@ -67,6 +67,6 @@ vfio_cdev() { # BDF -> /dev/vfio/devices/vfioN
 }
 
 load_rustmig() {
-	lsmod 2>/dev/null | grep -q '^rustmig ' && return 0
+	[ -d /sys/module/rustmig_vfio_pci ] && return 0
 	insmod "$RUSTMIG_KO"
 }

@@ -10,8 +10,9 @@ set -uo pipefail
 out=$1
 pass=0 fail=0 skip=0
 
-# Lines of a kernel report. A match anywhere in dmesg fails the run.
-report_re='BUG:|WARNING:|Oops|general protection|KASAN|UBSAN|kmemleak:.*(unreferenced|suspected)|possible (circular|recursive) locking|lockdep|INFO: task .* blocked|hung_task|Kernel panic|RIP:|Call Trace:|rust_panic|panicked at'
+# Headers of kernel reports (KASAN and lockdep print 'BUG:' / 'WARNING:' lines,
+# kmemleak 'suspected memory leaks'). A match anywhere in dmesg fails the run.
+report_re='BUG:|WARNING:|UBSAN:|Oops|general protection fault|Kernel panic|Call Trace:|RIP: |INFO: task .* blocked for more than|INFO: trying to register non-static key|suspected memory leak|kernel BUG at|panicked at'
 
 if [ ! -f "$out/done" ]; then
 	echo "summary: the VM run did not finish; console tail:"

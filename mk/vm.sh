@@ -35,16 +35,17 @@ rm -rf "$out"
 mkdir -p "$out/results"
 truncate -s "${ivshmem_mb}M" "$out/ivshmem-a" "$out/ivshmem-b"
 
-# Fixed slots, so the guest knows which device is which.
-bdf_a=0000:00:10.0 bdf_b=0000:00:11.0 bdf_edu=0000:00:12.0
+# Each device sits behind its own PCIe root port (so VFIO_DEVICE_RESET has a
+# bus reset to use) in a fixed slot; the guest finds the devices through them.
+port_a=0000:00:10.0 port_b=0000:00:11.0 port_edu=0000:00:12.0
 cat > "$out/env.sh" <<ENV
 RUSTMIG_MODE=$mode
 RUSTMIG_REPO=$repo
 RUSTMIG_OBJ=$obj
 RUSTMIG_TESTS=$tests
-RUSTMIG_BDF_A=$bdf_a
-RUSTMIG_BDF_B=$bdf_b
-RUSTMIG_BDF_EDU=$bdf_edu
+RUSTMIG_PORT_A=$port_a
+RUSTMIG_PORT_B=$port_b
+RUSTMIG_PORT_EDU=$port_edu
 RUSTMIG_IVSHMEM_MB=$ivshmem_mb
 ENV
 
@@ -53,20 +54,23 @@ args=(
 	-M q35,kernel-irqchip=split
 	-device intel-iommu,intremap=on,caching-mode=on
 	-kernel "$kernel"
-	-append "console=ttyS0 panic=-1 oops=panic intel_iommu=on root=hostroot rootfstype=9p rootflags=trans=virtio,version=9p2000.L,msize=512000 ro init=$repo/mk/guest-init.sh"
+	-append "console=ttyS0 panic=-1 oops=panic intel_iommu=on root=hostroot rootfstype=9p rootflags=trans=virtio,version=9p2000.L,msize=512000 ro hugepages=64 init=$repo/mk/guest-init.sh"
 	-fsdev local,id=root,path=/,security_model=none,readonly=on
 	-device virtio-9p-pci,fsdev=root,mount_tag=hostroot
 	-fsdev local,id=out,path="$out",security_model=none
 	-device virtio-9p-pci,fsdev=out,mount_tag=rustmigout
 	-object memory-backend-file,id=mema,size="${ivshmem_mb}M",mem-path="$out/ivshmem-a",share=on
-	-device ivshmem-plain,memdev=mema,addr=0x10
+	-device pcie-root-port,id=rpa,chassis=1,slot=1,addr=0x10
+	-device ivshmem-plain,memdev=mema,bus=rpa
 	-object memory-backend-file,id=memb,size="${ivshmem_mb}M",mem-path="$out/ivshmem-b",share=on
-	-device ivshmem-plain,memdev=memb,addr=0x11
-	-device edu,addr=0x12
+	-device pcie-root-port,id=rpb,chassis=2,slot=2,addr=0x11
+	-device ivshmem-plain,memdev=memb,bus=rpb
+	-device pcie-root-port,id=rpe,chassis=3,slot=3,addr=0x12
+	-device edu,bus=rpe
 	-no-reboot
 )
 
-echo "vm: booting $(basename "$kernel") ($mode) with ivshmem A=$bdf_a B=$bdf_b (${ivshmem_mb} MiB), edu=$bdf_edu"
+echo "vm: booting $(basename "$kernel") ($mode): ivshmem A and B (${ivshmem_mb} MiB each) and edu behind root ports $port_a $port_b $port_edu"
 if [ "$mode" = shell ]; then
 	exec qemu-system-x86_64 "${args[@]}" -nographic
 fi

@@ -257,13 +257,17 @@ impl<T: Driver> Device<T> {
         // SAFETY: `dev` is a valid, bound device; the ops table is static. Until `data` is
         // initialised, the ops' `release` only releases the core device.
         let vdev = from_err_ptr(unsafe {
-            bindings::_vfio_alloc_device(size, dev.as_raw(), &Adapter::<T>::VFIO_OPS_UNINIT)
+            bindings::_vfio_alloc_device(
+                size,
+                dev.as_raw(),
+                const { &Adapter::<T>::VFIO_OPS_UNINIT },
+            )
         })?;
         let this = vdev.cast::<Self>();
 
         // SAFETY: `data` lies inside the zeroed, suitably sized and aligned allocation, is not
         // initialised yet and will not move: the allocation is only freed by `release`.
-        let res = unsafe { init.__pinned_init(&raw mut (*this).data) };
+        let res = unsafe { pin_init::raw_try_init(&raw mut (*this).data, init) };
         if let Err(e) = res {
             // SAFETY: `vdev` holds the initial reference, which this drops; `data` is not
             // initialised and the current ops do not drop it.
@@ -273,7 +277,7 @@ impl<T: Driver> Device<T> {
 
         // INVARIANT: `data` is initialised; from here on `release` drops it.
         // SAFETY: The device is not registered, so nothing else reads `ops` concurrently.
-        unsafe { (*vdev).ops = &Adapter::<T>::VFIO_OPS };
+        unsafe { (*vdev).ops = const { &Adapter::<T>::VFIO_OPS } };
 
         // SAFETY: `_vfio_alloc_device` did not return an error, so `this` is not null.
         Ok(unsafe { NonNull::new_unchecked(this) })
@@ -459,7 +463,7 @@ impl<T: Driver> Registration<T> {
                     (*drv).probe = Some(Adapter::<T>::probe_callback);
                     (*drv).remove = Some(Adapter::<T>::remove_callback);
                     (*drv).err_handler = if T::HAS_RESET_DONE {
-                        &Adapter::<T>::ERR_HANDLERS
+                        const { &Adapter::<T>::ERR_HANDLERS }
                     } else {
                         &raw const bindings::vfio_pci_core_err_handlers
                     };

@@ -1,0 +1,68 @@
+#!/bin/sh
+# SPDX-License-Identifier: GPL-2.0
+#
+# `make check` inside the VM: every test, each writing TAP into
+# $RUSTMIG_OUT/results/NAME.tap (and its exit status into NAME.rc).
+. "$RUSTMIG_REPO/mk/guest-lib.sh"
+
+A=$RUSTMIG_BDF_A B=$RUSTMIG_BDF_B EDU=$RUSTMIG_BDF_EDU
+T=$RUSTMIG_TESTS
+
+# run_test NAME CMD...: a kselftest program, its TAP kept and echoed.
+run_test() {
+	name=$1
+	shift
+	echo "== test $name: $*"
+	"$@" > "$RESULTS/$name.tap" 2>&1
+	rc=$?
+	echo "$rc" > "$RESULTS/$name.rc"
+	sed 's/^/   /' "$RESULTS/$name.tap"
+	echo "== test $name: exit $rc"
+}
+
+# The devices are where the VM runner put them.
+for v in A B EDU; do
+	eval bdf=\$$v
+	if [ -z "$bdf" ]; then
+		tap_fail "device $v found behind its root port" "lspci-like view:" \
+			"$(ls /sys/bus/pci/devices/)"
+	fi
+done
+tap_check "ivshmem A is 1af4:1110" test "$(pci_id "$A")" = 1af4:1110
+tap_check "ivshmem B is 1af4:1110" test "$(pci_id "$B")" = 1af4:1110
+tap_check "edu is 1234:11e8" test "$(pci_id "$EDU")" = 1234:11e8
+
+tap_check "rustmig_vfio_pci loads" load_rustmig
+# Override-only ids: loading the module binds nothing by itself.
+for bdf in "$A" "$B" "$EDU"; do
+	tap_check "$bdf not bound by rustmig without driver_override" \
+		test "$(pci_driver "$bdf")" != "$RUSTMIG_DRV"
+done
+
+# Reference: the upstream tests on a device bound to vfio-pci.
+tap_check "ivshmem B binds to vfio-pci (reference)" pci_bind "$B" vfio-pci
+run_test vfio-pci.vfio_pci_device_test "$T/vfio_pci_device_test" "$B"
+run_test vfio-pci.vfio_dma_mapping_test "$T/vfio_dma_mapping_test" "$B"
+tap_check "ivshmem B unbinds from vfio-pci" pci_unbind "$B"
+
+for bdf in "$A" "$B" "$EDU"; do
+	tap_check "$bdf ($(pci_id "$bdf")) binds to rustmig through driver_override" \
+		pci_bind "$bdf" "$RUSTMIG_DRV"
+	tap_check "$bdf has a vfio cdev" vfio_cdev "$bdf"
+done
+
+# The skeleton advertises no migration yet.
+export VFIO_MIGRATION_TEST_FLAGS=none
+run_test rustmig.migration.ivshmem-a "$T/vfio_pci_migration_test" "$A"
+run_test rustmig.migration.ivshmem-b "$T/vfio_pci_migration_test" "$B"
+run_test rustmig.migration.edu "$T/vfio_pci_migration_test" "$EDU"
+
+# The upstream tests behave on rustmig as on vfio-pci.
+run_test rustmig.vfio_pci_device_test "$T/vfio_pci_device_test" "$A"
+run_test rustmig.vfio_dma_mapping_test "$T/vfio_dma_mapping_test" "$A"
+
+for bdf in "$A" "$B" "$EDU"; do
+	tap_check "$bdf unbinds from rustmig" pci_unbind "$bdf"
+done
+tap_check "rustmig_vfio_pci unloads" rmmod rustmig_vfio_pci
+tap_end
