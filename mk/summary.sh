@@ -61,5 +61,12 @@ else
 	echo "summary: no dmesg was saved by the guest"
 fi
 
+if [ "$fail" != 0 ] && [ -f "$out/dmesg.txt" ]; then
+	echo "summary: kernel log, rustmig and vfio lines:"
+	grep -iE 'rustmig|vfio' "$out/dmesg.txt" | tail -n 40 | sed 's/^/  | /'
+	echo "summary: kernel log, last 30 lines:"
+	tail -n 30 "$out/dmesg.txt" | sed 's/^/  | /'
+fi
+
 echo "$pass passed, $fail failed, $skip skipped"
 [ "$fail" = 0 ]

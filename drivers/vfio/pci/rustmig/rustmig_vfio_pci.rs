@@ -68,7 +68,7 @@ impl vfio_pci::Driver for RustMig {
             Some(&backend) => {
                 dev_info!(
                     pdev,
-                    "bound {}:{:04x} with the {} backend\n",
+                    "{}:{:04x} uses the {} backend\n",
                     pdev.vendor_id(),
                     pdev.device_id(),
                     backend.name()
