@@ -17,7 +17,8 @@ FRAGMENTS  ?= $(REPO)/kernel/configs/rustmig.config $(REPO)/kernel/configs/rustm
 export PATH := /usr/bin:/usr/sbin:$(PATH)
 
 STAGE  := $(REPO)/mk/stage.sh
-KMAKE  := $(MAKE) -C $(SRC) O=$(OBJ) LLVM=1 -j$(JOBS)
+# Always through clippy, so the lint pass of `rustcheck` reuses the same objects.
+KMAKE  := $(MAKE) -C $(SRC) O=$(OBJ) LLVM=1 CLIPPY=1 -j$(JOBS)
 KOUT   := $(OBJ)/arch/x86/boot/bzImage
 STOUT  := $(CACHE)/selftests
 
@@ -43,12 +44,12 @@ config: tree
 	@$(STAGE) config $(REPO)/mk/config.sh $(SRC) $(OBJ) $(FRAGMENTS)
 
 kernel: config
-	@$(STAGE) kernel-build sh -c '$(KMAKE) -s all'
+	@$(STAGE) kernel-build $(REPO)/mk/kbuild.sh $(OBJ)/build.log $(KMAKE) all
 
 # rustfmt and clippy over the project's Rust code (the tree's own code is
 # checked by its maintainers; a clippy pass over it would double the build).
-rustcheck: config
-	@$(STAGE) rustfmt $(REPO)/mk/rustcheck.sh $(SRC) $(OBJ) $(REPO)
+rustcheck: kernel
+	@$(STAGE) rustcheck $(REPO)/mk/rustcheck.sh $(SRC) $(OBJ) $(REPO) $(KMAKE)
 
 # Format the project's Rust files in place (a developer tool; builds never edit the repository).
 rustfmt:

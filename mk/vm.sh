@@ -49,12 +49,16 @@ RUSTMIG_PORT_EDU=$port_edu
 RUSTMIG_IVSHMEM_MB=$ivshmem_mb
 ENV
 
+# The demo keeps the console to what it shows; dmesg is saved either way.
+quiet=
+[ "$mode" = demo ] && quiet=quiet
+
 args=(
 	-accel tcg -cpu max -smp 2 -m "$mem"
 	-M q35,kernel-irqchip=split
 	-device intel-iommu,intremap=on,caching-mode=on
 	-kernel "$kernel"
-	-append "console=ttyS0 panic=-1 oops=panic intel_iommu=on root=hostroot rootfstype=9p rootflags=trans=virtio,version=9p2000.L,msize=512000 ro hugepages=64 init=$repo/mk/guest-init.sh"
+	-append "$quiet console=ttyS0 panic=-1 oops=panic intel_iommu=on root=hostroot rootfstype=9p rootflags=trans=virtio,version=9p2000.L,msize=512000 ro hugepages=64 init=$repo/mk/guest-init.sh"
 	-fsdev local,id=root,path=/,security_model=none,readonly=on
 	-device virtio-9p-pci,fsdev=root,mount_tag=hostroot
 	-fsdev local,id=out,path="$out",security_model=none

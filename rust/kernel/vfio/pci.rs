@@ -420,10 +420,11 @@ impl<T: Driver> Adapter<T> {
     }
 
     extern "C" fn release_callback(vdev: *mut bindings::vfio_device) {
-        // SAFETY: `release` is called once, when the last reference to the vfio device goes.
-        // The ops that point here are only installed once `data` is initialised.
+        // The vfio device is the first field of a `Device<T>`.
         let this = vdev.cast::<Device<T>>();
-        // SAFETY: `data` is initialised and nothing can reach it any more.
+        // SAFETY: `release` is called once, when the last reference to the vfio device goes, so
+        // nothing can reach `data` any more; the ops that point here are only installed once
+        // `data` is initialised.
         unsafe { core::ptr::drop_in_place(&raw mut (*this).data) };
         // SAFETY: `vdev` is a core device being released.
         unsafe { bindings::vfio_pci_core_release_dev(vdev) };
