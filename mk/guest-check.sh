@@ -20,6 +20,18 @@ run_test() {
 	echo "== test $name: exit $rc"
 }
 
+# KUnit ran at boot (the Rust doctests among its suites): one TAP file per suite,
+# its test cases as top-level lines.
+for suite in /sys/kernel/debug/kunit/*/; do
+	[ -f "$suite/results" ] || continue
+	name=$(basename "$suite")
+	sed -n 's/^    \(\(not \)\?ok [0-9].*\)/\1/p' "$suite/results" > "$RESULTS/kunit.$name.tap"
+	echo "== kunit $name: $(grep -c '^ok' "$RESULTS/kunit.$name.tap") ok," \
+		"$(grep -c '^not ok' "$RESULTS/kunit.$name.tap") not ok"
+done
+n=$(grep -h '^ok [0-9]* rust_doctest_kernel_vfio' "$RESULTS"/kunit.*.tap 2>/dev/null | wc -l)
+tap_check "kernel::vfio doctests ran and passed ($n)" test "$n" -ge 5
+
 # The devices are where the VM runner put them.
 for v in A B EDU; do
 	eval bdf=\$$v

@@ -9,4 +9,6 @@
 //! [`include/linux/vfio_pci_core.h`](srctree/include/linux/vfio_pci_core.h) and
 //! [`include/uapi/linux/vfio.h`](srctree/include/uapi/linux/vfio.h).
 
+pub mod file;
+pub mod migration;
 pub mod pci;

@@ -14,6 +14,10 @@
 //!
 //! C header: [`include/linux/vfio_pci_core.h`](srctree/include/linux/vfio_pci_core.h)
 
+use super::migration::{
+    Flags,
+    State, //
+};
 use crate::{
     bindings,
     device,
@@ -27,9 +31,11 @@ use crate::{
         to_result,
         VTABLE_DEFAULT_ERROR, //
     },
+    fs::File,
     pci,
     prelude::*,
     str::as_char_ptr_in_const_context,
+    sync::aref::ARef,
     types::Opaque,
     ThisModule, //
 };
@@ -169,6 +175,110 @@ pub trait Driver: Sized + 'static {
     fn reset_done(_dev: &Device<Self>) {
         build_error!(VTABLE_DEFAULT_ERROR)
     }
+
+    /// The migration features of the device's migration support.
+    ///
+    /// [`Flags::NONE`], the default, means no migration. Otherwise the flags include
+    /// [`Flags::STOP_COPY`] and the driver implements the three `migration_*` callbacks; both are
+    /// checked when the driver is compiled.
+    const MIGRATION_FLAGS: Flags = Flags::NONE;
+
+    /// Carries out one arc of the migration state machine, from the current state to `new`.
+    ///
+    /// The vfio core splits a request into arcs (see [`Device::mig_next_state`]); on error the
+    /// device stays in the state it was in or moves to [`State::Error`]. Returns the data file of
+    /// an arc into a saving or resuming state.
+    fn migration_set_state(_dev: &Device<Self>, _new: State) -> Result<Option<ARef<File>>> {
+        build_error!(VTABLE_DEFAULT_ERROR)
+    }
+
+    /// Returns the current migration state.
+    fn migration_get_state(_dev: &Device<Self>) -> Result<State> {
+        build_error!(VTABLE_DEFAULT_ERROR)
+    }
+
+    /// Returns the number of bytes a STOP_COPY save would produce from the current state.
+    fn migration_get_data_size(_dev: &Device<Self>) -> Result<usize> {
+        build_error!(VTABLE_DEFAULT_ERROR)
+    }
+
+    /// Starts DMA dirty logging over `ranges`; may round `page_size` (the logging granule) up.
+    ///
+    /// A driver with dirty logging implements the three `log_*` callbacks.
+    fn log_start(_dev: &Device<Self>, _ranges: LogRanges<'_>, _page_size: &mut u64) -> Result {
+        build_error!(VTABLE_DEFAULT_ERROR)
+    }
+
+    /// Stops DMA dirty logging.
+    fn log_stop(_dev: &Device<Self>) -> Result {
+        build_error!(VTABLE_DEFAULT_ERROR)
+    }
+
+    /// Reports into `dirty` the pages of `[iova, iova + length)` written by DMA since the last
+    /// report, and forgets them.
+    fn log_read_and_clear(
+        _dev: &Device<Self>,
+        _iova: usize,
+        _length: usize,
+        _dirty: &mut DirtyBitmap<'_>,
+    ) -> Result {
+        build_error!(VTABLE_DEFAULT_ERROR)
+    }
+}
+
+/// The IOVA ranges given to [`Driver::log_start`].
+pub struct LogRanges<'a> {
+    root: *mut bindings::rb_root_cached,
+    len: u32,
+    _p: PhantomData<&'a bindings::rb_root_cached>,
+}
+
+impl LogRanges<'_> {
+    /// Returns the number of ranges.
+    pub fn len(&self) -> usize {
+        // CAST: `u32` fits in `usize` on every supported architecture.
+        self.len as usize
+    }
+
+    /// Returns whether there is no range.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Returns the ranges as `(first, last)` IOVAs, both inclusive, in ascending order.
+    pub fn iter(&self) -> impl Iterator<Item = (usize, usize)> + '_ {
+        let mut node: *mut bindings::interval_tree_node = core::ptr::null_mut();
+        let mut started = false;
+        core::iter::from_fn(move || {
+            // SAFETY: `root` is the vfio core's valid interval tree, not changed while the
+            // callback runs; `node` is null or a node of it.
+            node = unsafe {
+                if started {
+                    bindings::interval_tree_iter_next(node, 0, c_ulong::MAX)
+                } else {
+                    started = true;
+                    bindings::interval_tree_iter_first(self.root, 0, c_ulong::MAX)
+                }
+            };
+            // SAFETY: A non-null `node` is a valid node of the tree.
+            NonNull::new(node).map(|n| unsafe { ((*n.as_ptr()).start, (*n.as_ptr()).last) })
+        })
+    }
+}
+
+/// The bitmap [`Driver::log_read_and_clear`] reports dirty pages into.
+pub struct DirtyBitmap<'a> {
+    bitmap: *mut bindings::iova_bitmap,
+    _p: PhantomData<&'a mut bindings::iova_bitmap>,
+}
+
+impl DirtyBitmap<'_> {
+    /// Marks the pages of `[iova, iova + length)` dirty.
+    #[inline(never)]
+    pub fn set(&mut self, iova: usize, length: usize) {
+        // SAFETY: `bitmap` is the valid bitmap of the running report.
+        unsafe { bindings::iova_bitmap_set(self.bitmap, iova, length) };
+    }
 }
 
 /// A device of a vfio-pci variant driver: a `vfio_pci_core_device` followed by the driver's data.
@@ -206,6 +316,39 @@ impl<T: Driver> Device<T> {
         // which set `pdev` to the probed device. A `&Device` is only handed out while the driver
         // is bound to it, and `pci::Device` is a transparent wrapper of `struct pci_dev`.
         unsafe { &*(*self.core.get()).pdev.cast() }
+    }
+
+    /// Returns the next arc on the way from `cur` to `new`, by the vfio core's state machine for
+    /// the device's features (`vfio_mig_get_next_state`).
+    ///
+    /// Returns `new` itself when `cur -> new` is a single arc, and [`EINVAL`] when either state
+    /// is not supported by the device's features, `cur` is [`State::Error`] (only a reset leaves
+    /// it), or no path exists (e.g. STOP_COPY -> PRE_COPY).
+    pub fn mig_next_state(&self, cur: State, new: State) -> Result<State> {
+        // The core WARNs on a current state the device cannot be in: refuse it here.
+        if !cur.is_supported(T::MIGRATION_FLAGS) || !new.is_supported(T::MIGRATION_FLAGS) {
+            return Err(EINVAL);
+        }
+        let mut next = bindings::vfio_device_mig_state::VFIO_DEVICE_STATE_ERROR;
+        // SAFETY: The device is valid and its `migration_flags` are `T::MIGRATION_FLAGS`, which
+        // support both states, so the function neither WARNs nor indexes out of its tables.
+        to_result(unsafe {
+            bindings::vfio_mig_get_next_state(
+                self.as_vfio_raw(),
+                bindings::vfio_device_mig_state(cur as u32),
+                bindings::vfio_device_mig_state(new as u32),
+                &mut next,
+            )
+        })?;
+        State::try_from(next.0)
+    }
+
+    /// Returns whether userspace opted in to the v2 `VFIO_MIG_GET_PRECOPY_INFO` behaviour
+    /// (`VFIO_DEVICE_FEATURE_MIG_PRECOPY_INFOv2`) since the device was opened.
+    pub fn precopy_info_v2(&self) -> bool {
+        // SAFETY: The device is valid; the core writes the byte from the feature ioctl, so it is
+        // read once, without assuming it stable.
+        unsafe { core::ptr::read_volatile(&raw const (*self.as_vfio_raw()).precopy_info_v2) != 0 }
     }
 
     /// Returns the raw `struct vfio_pci_core_device`.
@@ -276,8 +419,17 @@ impl<T: Driver> Device<T> {
         }
 
         // INVARIANT: `data` is initialised; from here on `release` drops it.
-        // SAFETY: The device is not registered, so nothing else reads `ops` concurrently.
-        unsafe { (*vdev).ops = const { &Adapter::<T>::VFIO_OPS } };
+        // SAFETY: The device is not registered, so nothing else reads its fields concurrently.
+        unsafe {
+            (*vdev).ops = const { &Adapter::<T>::VFIO_OPS };
+            if Adapter::<T>::HAS_MIGRATION {
+                (*vdev).mig_ops = const { &Adapter::<T>::MIG_OPS };
+                (*vdev).migration_flags = T::MIGRATION_FLAGS.bits();
+            }
+            if Adapter::<T>::HAS_LOG {
+                (*vdev).log_ops = const { &Adapter::<T>::LOG_OPS };
+            }
+        }
 
         // SAFETY: `_vfio_alloc_device` did not return an error, so `this` is not null.
         Ok(unsafe { NonNull::new_unchecked(this) })
@@ -321,6 +473,45 @@ impl<T: Driver> Adapter<T> {
     const VFIO_OPS_UNINIT: bindings::vfio_device_ops = bindings::vfio_device_ops {
         release: Some(bindings::vfio_pci_core_release_dev),
         ..Self::VFIO_OPS
+    };
+
+    /// Whether the driver supports migration, checked to be all or nothing at compile time.
+    const HAS_MIGRATION: bool = {
+        let any = T::HAS_MIGRATION_SET_STATE
+            || T::HAS_MIGRATION_GET_STATE
+            || T::HAS_MIGRATION_GET_DATA_SIZE
+            || T::MIGRATION_FLAGS.bits() != 0;
+        let all = T::HAS_MIGRATION_SET_STATE
+            && T::HAS_MIGRATION_GET_STATE
+            && T::HAS_MIGRATION_GET_DATA_SIZE
+            && T::MIGRATION_FLAGS.contains(Flags::STOP_COPY);
+        assert!(
+            !any || all,
+            "migration needs all three migration_* callbacks and Flags::STOP_COPY"
+        );
+        all
+    };
+
+    /// Whether the driver supports DMA dirty logging, checked to be all or nothing.
+    const HAS_LOG: bool = {
+        let any = T::HAS_LOG_START || T::HAS_LOG_STOP || T::HAS_LOG_READ_AND_CLEAR;
+        let all = T::HAS_LOG_START && T::HAS_LOG_STOP && T::HAS_LOG_READ_AND_CLEAR;
+        assert!(!any || all, "dirty logging needs all three log_* callbacks");
+        all
+    };
+
+    /// The migration ops, installed when [`Self::HAS_MIGRATION`].
+    const MIG_OPS: bindings::vfio_migration_ops = bindings::vfio_migration_ops {
+        migration_set_state: Some(Self::mig_set_state_callback),
+        migration_get_state: Some(Self::mig_get_state_callback),
+        migration_get_data_size: Some(Self::mig_get_data_size_callback),
+    };
+
+    /// The dirty logging ops, installed when [`Self::HAS_LOG`].
+    const LOG_OPS: bindings::vfio_log_ops = bindings::vfio_log_ops {
+        log_start: Some(Self::log_start_callback),
+        log_stop: Some(Self::log_stop_callback),
+        log_read_and_clear: Some(Self::log_read_and_clear_callback),
     };
 
     /// The PCI error handlers when the driver wants `reset_done`.
@@ -417,6 +608,96 @@ impl<T: Driver> Adapter<T> {
         }
         // SAFETY: `vdev` is an open core device.
         unsafe { bindings::vfio_pci_core_close_device(vdev) };
+    }
+
+    extern "C" fn mig_set_state_callback(
+        vdev: *mut bindings::vfio_device,
+        new: bindings::vfio_device_mig_state,
+    ) -> *mut bindings::file {
+        // SAFETY: The vfio core calls migration ops only on registered devices.
+        let this = unsafe { Device::<T>::from_vfio_raw(vdev) };
+        let res = State::try_from(new.0).and_then(|new| T::migration_set_state(this, new));
+        match res {
+            Ok(Some(file)) => ARef::into_raw(file).as_ptr().cast(),
+            Ok(None) => core::ptr::null_mut(),
+            Err(e) => e.to_ptr(),
+        }
+    }
+
+    extern "C" fn mig_get_state_callback(
+        vdev: *mut bindings::vfio_device,
+        state: *mut bindings::vfio_device_mig_state,
+    ) -> c_int {
+        // SAFETY: The vfio core calls migration ops only on registered devices.
+        let this = unsafe { Device::<T>::from_vfio_raw(vdev) };
+        from_result(|| {
+            let cur = T::migration_get_state(this)?;
+            // SAFETY: `state` is valid for writes for the call.
+            unsafe { state.write(bindings::vfio_device_mig_state(cur as u32)) };
+            Ok(0)
+        })
+    }
+
+    extern "C" fn mig_get_data_size_callback(
+        vdev: *mut bindings::vfio_device,
+        len: *mut c_ulong,
+    ) -> c_int {
+        // SAFETY: The vfio core calls migration ops only on registered devices.
+        let this = unsafe { Device::<T>::from_vfio_raw(vdev) };
+        from_result(|| {
+            let size = T::migration_get_data_size(this)?;
+            // SAFETY: `len` is valid for writes for the call.
+            unsafe { len.write(size as c_ulong) };
+            Ok(0)
+        })
+    }
+
+    extern "C" fn log_start_callback(
+        vdev: *mut bindings::vfio_device,
+        ranges: *mut bindings::rb_root_cached,
+        nnodes: u32,
+        page_size: *mut u64,
+    ) -> c_int {
+        // SAFETY: The vfio core calls log ops only on registered devices.
+        let this = unsafe { Device::<T>::from_vfio_raw(vdev) };
+        let ranges = LogRanges {
+            root: ranges,
+            len: nnodes,
+            _p: PhantomData,
+        };
+        from_result(|| {
+            // SAFETY: `page_size` is valid for reads and writes for the call.
+            let page_size = unsafe { &mut *page_size };
+            T::log_start(this, ranges, page_size)?;
+            Ok(0)
+        })
+    }
+
+    extern "C" fn log_stop_callback(vdev: *mut bindings::vfio_device) -> c_int {
+        // SAFETY: The vfio core calls log ops only on registered devices.
+        let this = unsafe { Device::<T>::from_vfio_raw(vdev) };
+        from_result(|| {
+            T::log_stop(this)?;
+            Ok(0)
+        })
+    }
+
+    extern "C" fn log_read_and_clear_callback(
+        vdev: *mut bindings::vfio_device,
+        iova: c_ulong,
+        length: c_ulong,
+        dirty: *mut bindings::iova_bitmap,
+    ) -> c_int {
+        // SAFETY: The vfio core calls log ops only on registered devices.
+        let this = unsafe { Device::<T>::from_vfio_raw(vdev) };
+        let mut dirty = DirtyBitmap {
+            bitmap: dirty,
+            _p: PhantomData,
+        };
+        from_result(|| {
+            T::log_read_and_clear(this, iova, length, &mut dirty)?;
+            Ok(0)
+        })
     }
 
     extern "C" fn release_callback(vdev: *mut bindings::vfio_device) {
