@@ -53,7 +53,7 @@ rustcheck: kernel
 
 # Format the project's Rust files in place (a developer tool; builds never edit the repository).
 rustfmt:
-	rustfmt --edition 2021 --config-path $(SRC)/.rustfmt.toml $$(find $(REPO)/rust $(REPO)/drivers -name '*.rs')
+	rustfmt --edition 2021 --config-path $(SRC)/.rustfmt.toml $$(find $(REPO)/rust $(REPO)/drivers $(REPO)/samples -name '*.rs')
 
 selftests: config
 	@$(STAGE) selftests $(REPO)/mk/selftests.sh $(SRC) $(OBJ) $(STOUT)

@@ -77,4 +77,13 @@ for bdf in "$A" "$B" "$EDU"; do
 	tap_check "$bdf unbinds from rustmig" pci_unbind "$bdf"
 done
 tap_check "rustmig_vfio_pci unloads" rmmod rustmig_vfio_pci
+
+# The kernel::vfio sample: a migratable variant driver with no unsafe code,
+# checked against the migration uAPI (all three features: 7).
+SAMPLE=rust_vfio_pci_mig
+tap_check "$SAMPLE loads" insmod "$RUSTMIG_OBJ/samples/rust/$SAMPLE.ko"
+tap_check "edu binds to $SAMPLE through driver_override" pci_bind "$EDU" "$SAMPLE"
+VFIO_MIGRATION_TEST_FLAGS=7 run_test "$SAMPLE.migration.edu" "$T/vfio_pci_migration_test" "$EDU"
+tap_check "edu unbinds from $SAMPLE" pci_unbind "$EDU"
+tap_check "$SAMPLE unloads" rmmod "$SAMPLE"
 tap_end

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: GPL-2.0
 #
-# Style gates for the project's Rust code (rust/kernel/vfio*, drivers/vfio/pci/rustmig):
+# Style gates for the project's Rust code (rust/kernel/vfio*, drivers/vfio/pci/rustmig,
+# samples/rust/rust_vfio*):
 #  - `make LLVM=1 rustfmtcheck` over the tree, which includes the project's files;
 #  - no rustc or clippy warning. The kernel is always built with CLIPPY=1; when the project's
 #    Rust files changed since their last clean lint, their tree copies are touched and rebuilt
@@ -21,7 +22,7 @@ fi
 echo "rustcheck: rustfmt clean"
 
 cd "$repo"
-files=$(find rust/kernel/vfio.rs rust/kernel/vfio drivers/vfio/pci/rustmig -name '*.rs' | sort)
+files=$(find rust/kernel/vfio.rs rust/kernel/vfio drivers/vfio/pci/rustmig samples/rust -name '*.rs' | sort)
 hash=$(cat $files | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$obj/.rustcheck-clean" 2>/dev/null)" = "$hash" ]; then
 	echo "rustcheck: no rustc/clippy warning (project Rust files unchanged since their last lint)"
@@ -34,9 +35,9 @@ if ! "$@" all > "$obj/build-lint.log" 2>&1; then
 	exit 1
 fi
 if grep -A14 -E '^(warning|error)' "$obj/build-lint.log" |
-	grep -q -E -- '--> .*(rust/kernel/vfio|drivers/vfio/pci/rustmig)'; then
+	grep -q -E -- '--> .*(rust/kernel/vfio|drivers/vfio/pci/rustmig|samples/rust/rust_vfio)'; then
 	echo "rustcheck: rustc/clippy warnings in the project's Rust code:" >&2
-	awk '/^(warning|error)/ {blk=$0; keep=0; next} {blk=blk "\n" $0} /--> .*(rust\/kernel\/vfio|drivers\/vfio\/pci\/rustmig)/ {keep=1} /^$/ {if (keep) print blk; keep=0}' \
+	awk '/^(warning|error)/ {blk=$0; keep=0; next} {blk=blk "\n" $0} /--> .*(rust\/kernel\/vfio|drivers\/vfio\/pci\/rustmig|samples\/rust\/rust_vfio)/ {keep=1} /^$/ {if (keep) print blk; keep=0}' \
 		"$obj/build-lint.log" >&2
 	exit 1
 fi

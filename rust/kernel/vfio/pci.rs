@@ -183,11 +183,13 @@ pub trait Driver: Sized + 'static {
     /// checked when the driver is compiled.
     const MIGRATION_FLAGS: Flags = Flags::NONE;
 
-    /// Carries out one arc of the migration state machine, from the current state to `new`.
+    /// Moves the device from its current state to `new`, which the vfio core checked to be a
+    /// state the device supports (never [`State::Error`]).
     ///
-    /// The vfio core splits a request into arcs (see [`Device::mig_next_state`]); on error the
-    /// device stays in the state it was in or moves to [`State::Error`]. Returns the data file of
-    /// an arc into a saving or resuming state.
+    /// The path is taken one arc at a time, as [`Device::mig_next_state`] gives them
+    /// ([`Device::mig_walk`] runs that loop). On error the device is left in the state it was in,
+    /// in any state on the path, or in [`State::Error`]. Returns the data file of an arc into a
+    /// saving or resuming state, which is always the last arc of its path.
     fn migration_set_state(_dev: &Device<Self>, _new: State) -> Result<Option<ARef<File>>> {
         build_error!(VTABLE_DEFAULT_ERROR)
     }
@@ -304,7 +306,12 @@ unsafe impl<T: Driver> Sync for Device<T> {}
 
 impl<T: Driver> Device<T> {
     /// Returns the driver's data.
-    pub fn data(&self) -> Pin<&T::Data> {
+    pub fn data(&self) -> &T::Data {
+        &self.data
+    }
+
+    /// Returns the driver's data, pinned.
+    pub fn data_pinned(&self) -> Pin<&T::Data> {
         // SAFETY: By the type invariants, `data` is pinned: it lives in the vfio device's
         // allocation and is never moved out of it.
         unsafe { Pin::new_unchecked(&self.data) }
@@ -341,6 +348,31 @@ impl<T: Driver> Device<T> {
             )
         })?;
         State::try_from(next.0)
+    }
+
+    /// Walks the migration state machine from `*cur` to `new`, calling `step(from, to)` for each
+    /// arc and updating `*cur` after each arc that succeeded.
+    ///
+    /// Returns the data file of the last arc. The first error ends the walk, with `*cur` the last
+    /// state reached; a driver whose `step` left the device broken records that and moves it to
+    /// [`State::Error`] afterwards. A data file from an arc that is not the last fails the walk
+    /// with [`EINVAL`]: the state machine never passes through a state that hands one out.
+    pub fn mig_walk(
+        &self,
+        cur: &mut State,
+        new: State,
+        mut step: impl FnMut(State, State) -> Result<Option<ARef<File>>>,
+    ) -> Result<Option<ARef<File>>> {
+        let mut file = None;
+        while *cur != new {
+            if file.is_some() {
+                return Err(EINVAL);
+            }
+            let next = self.mig_next_state(*cur, new)?;
+            file = step(*cur, next)?;
+            *cur = next;
+        }
+        Ok(file)
     }
 
     /// Returns whether userspace opted in to the v2 `VFIO_MIG_GET_PRECOPY_INFO` behaviour
@@ -616,7 +648,12 @@ impl<T: Driver> Adapter<T> {
     ) -> *mut bindings::file {
         // SAFETY: The vfio core calls migration ops only on registered devices.
         let this = unsafe { Device::<T>::from_vfio_raw(vdev) };
-        let res = State::try_from(new.0).and_then(|new| T::migration_set_state(this, new));
+        // "ERROR cannot be specified as a device state" (uAPI), not even when the device is in
+        // it, which a driver's transition loop would take for a request already met.
+        let res = match State::try_from(new.0) {
+            Ok(State::Error) | Err(_) => Err(EINVAL),
+            Ok(new) => T::migration_set_state(this, new),
+        };
         match res {
             Ok(Some(file)) => ARef::into_raw(file).as_ptr().cast(),
             Ok(None) => core::ptr::null_mut(),

@@ -71,6 +71,70 @@ static long expected_migration_flags(void)
 	return v;
 }
 
+
+/* Request @state; the data_fd the device returned (or -1) goes to @data_fd. */
+static int set_state(int fd, __u32 state, int *data_fd)
+{
+	struct vfio_device_feature_mig_state st = { .device_state = state, .data_fd = -1 };
+	int ret;
+
+	ret = device_feature(fd, VFIO_DEVICE_FEATURE_SET | VFIO_DEVICE_FEATURE_MIG_DEVICE_STATE,
+			     &st, sizeof(st));
+	if (data_fd)
+		*data_fd = ret ? -1 : st.data_fd;
+	return ret;
+}
+
+/* The current state, or (__u32)-1 if it cannot be read. */
+static __u32 get_state(int fd)
+{
+	struct vfio_device_feature_mig_state st = {};
+
+	if (device_feature(fd, VFIO_DEVICE_FEATURE_GET | VFIO_DEVICE_FEATURE_MIG_DEVICE_STATE,
+			   &st, sizeof(st)))
+		return (__u32)-1;
+	return st.device_state;
+}
+
+/* MIG_DATA_SIZE's stop_copy_length, or -errno. */
+static long long data_size(int fd)
+{
+	struct vfio_device_feature_mig_data_size size = {};
+	int ret;
+
+	ret = device_feature(fd, VFIO_DEVICE_FEATURE_GET | VFIO_DEVICE_FEATURE_MIG_DATA_SIZE,
+			     &size, sizeof(size));
+	return ret ? ret : (long long)size.stop_copy_length;
+}
+
+/* VFIO_MIG_GET_PRECOPY_INFO on a data_fd: 0 or -errno. */
+static int precopy_info(int data_fd, struct vfio_precopy_info *info)
+{
+	memset(info, 0, sizeof(*info));
+	info->argsz = sizeof(*info);
+	return ioctl(data_fd, VFIO_MIG_GET_PRECOPY_INFO, info) ? -errno : 0;
+}
+
+/* Read @data_fd in @chunk-sized reads until it returns 0; the total, or -errno. */
+static long long read_all(int data_fd, char *buf, size_t cap, size_t chunk)
+{
+	size_t total = 0;
+	ssize_t n;
+
+	for (;;) {
+		n = read(data_fd, buf + total, total + chunk <= cap ? chunk : cap - total);
+		if (n < 0)
+			return -errno;
+		if (n == 0)
+			return total;
+		total += n;
+		if (total == cap)
+			return total;
+	}
+}
+
+#define STREAM_CAP (16 << 20)
+
 FIXTURE(migration) {
 	struct iommu *iommu;
 	struct vfio_pci_device *device;
@@ -175,6 +239,167 @@ TEST_F(migration, state_and_data_size_follow_migration_support)
 	ASSERT_EQ(VFIO_DEVICE_STATE_RUNNING, state.device_state);
 	ASSERT_EQ(0, ret_size);
 	ASSERT_NE(0, size.stop_copy_length);
+}
+
+/*
+ * A STOP_COPY stream read in odd-sized reads has exactly MIG_DATA_SIZE bytes,
+ * ends with read() == 0 (never -ENOMSG), is a read-only stream, dies with its
+ * session, and is accepted back through RESUMING in 1..N byte writes.
+ */
+TEST_F(migration, stop_copy_stream_round_trips_through_resuming)
+{
+	int fd = self->device->fd, save_fd, load_fd;
+	struct vfio_precopy_info info;
+	long long size, total;
+	size_t off, n;
+	char *buf;
+
+	if (self->want_flags <= 0)
+		SKIP(return, "no migration expected");
+	buf = malloc(STREAM_CAP);
+	ASSERT_NE(NULL, buf);
+
+	size = data_size(fd);
+	ASSERT_GT(size, 0);
+	ASSERT_LE(size, STREAM_CAP);
+
+	ASSERT_EQ(0, set_state(fd, VFIO_DEVICE_STATE_STOP_COPY, &save_fd));
+	ASSERT_GE(save_fd, 0);
+	ASSERT_EQ(VFIO_DEVICE_STATE_STOP_COPY, get_state(fd));
+	ASSERT_EQ(-EINVAL, precopy_info(save_fd, &info));
+
+	total = read_all(save_fd, buf, STREAM_CAP, 7);
+	ASSERT_EQ(size, total);
+	ASSERT_EQ(0, read(save_fd, buf, 1));
+	ASSERT_EQ(-1, pread(save_fd, buf, 1, 0));
+	ASSERT_EQ(ESPIPE, errno);
+	ASSERT_EQ(-1, write(save_fd, buf, 1));
+	ASSERT_EQ(EBADF, errno);
+
+	ASSERT_EQ(0, set_state(fd, VFIO_DEVICE_STATE_STOP, NULL));
+	ASSERT_EQ(-1, read(save_fd, buf, 1));
+	ASSERT_EQ(ENODEV, errno);
+	close(save_fd);
+
+	ASSERT_EQ(0, set_state(fd, VFIO_DEVICE_STATE_RESUMING, &load_fd));
+	ASSERT_GE(load_fd, 0);
+	ASSERT_EQ(-1, read(load_fd, buf, 1));
+	ASSERT_EQ(EBADF, errno);
+	for (off = 0, n = 1; off < (size_t)total; off += n, n = n % 13 + 1) {
+		if (n > total - off)
+			n = total - off;
+		ASSERT_EQ((ssize_t)n, write(load_fd, buf + off, n));
+	}
+	ASSERT_EQ(0, set_state(fd, VFIO_DEVICE_STATE_STOP, NULL));
+	ASSERT_EQ(-1, write(load_fd, buf, 1));
+	ASSERT_EQ(ENODEV, errno);
+	close(load_fd);
+	ASSERT_EQ(0, set_state(fd, VFIO_DEVICE_STATE_RUNNING, NULL));
+	ASSERT_EQ(VFIO_DEVICE_STATE_RUNNING, get_state(fd));
+	free(buf);
+}
+
+/*
+ * RESUMING -> STOP with an incomplete stream fails and leaves the device in
+ * ERROR, which no request can leave (nor name) and VFIO_DEVICE_RESET does.
+ */
+TEST_F(migration, incomplete_resume_fails_into_error_until_reset)
+{
+	int fd = self->device->fd, load_fd;
+	char byte = 0;
+
+	if (self->want_flags <= 0)
+		SKIP(return, "no migration expected");
+
+	ASSERT_EQ(0, set_state(fd, VFIO_DEVICE_STATE_RESUMING, &load_fd));
+	ASSERT_GE(load_fd, 0);
+	ASSERT_EQ(1, write(load_fd, &byte, 1));
+	ASSERT_EQ(-EINVAL, set_state(fd, VFIO_DEVICE_STATE_STOP, NULL));
+	ASSERT_EQ(VFIO_DEVICE_STATE_ERROR, get_state(fd));
+	ASSERT_EQ(-EINVAL, set_state(fd, VFIO_DEVICE_STATE_RUNNING, NULL));
+	ASSERT_EQ(-EINVAL, set_state(fd, VFIO_DEVICE_STATE_ERROR, NULL));
+	ASSERT_EQ(VFIO_DEVICE_STATE_ERROR, get_state(fd));
+	close(load_fd);
+
+	ASSERT_EQ(0, ioctl(fd, VFIO_DEVICE_RESET, NULL));
+	ASSERT_EQ(VFIO_DEVICE_STATE_RUNNING, get_state(fd));
+}
+
+/*
+ * PRE_COPY: PRECOPY_INFO reports the initial bytes, which shrink as they are
+ * read; once drained read() fails with -ENOMSG (a temporary end). After
+ * PRE_COPY -> STOP_COPY the same data_fd ends with read() == 0.
+ */
+TEST_F(migration, precopy_drains_initial_bytes_then_enomsg)
+{
+	int fd = self->device->fd, save_fd, none_fd;
+	struct vfio_precopy_info info;
+	char buf[4096];
+	__u64 initial;
+
+	if (self->want_flags <= 0 || !(self->want_flags & VFIO_MIGRATION_PRE_COPY))
+		SKIP(return, "no PRE_COPY expected");
+
+	ASSERT_EQ(0, set_state(fd, VFIO_DEVICE_STATE_PRE_COPY, &save_fd));
+	ASSERT_GE(save_fd, 0);
+	ASSERT_EQ(0, precopy_info(save_fd, &info));
+	ASSERT_GT(info.initial_bytes, 0);
+	ASSERT_EQ(0, info.dirty_bytes);
+	initial = info.initial_bytes;
+
+	ASSERT_EQ(1, read(save_fd, buf, 1));
+	ASSERT_EQ(0, precopy_info(save_fd, &info));
+	ASSERT_EQ(initial - 1, info.initial_bytes);
+	while (read(save_fd, buf, sizeof(buf)) > 0)
+		;
+	ASSERT_EQ(ENOMSG, errno);
+	ASSERT_EQ(0, precopy_info(save_fd, &info));
+	ASSERT_EQ(0, info.initial_bytes);
+	ASSERT_EQ(0, info.dirty_bytes);
+
+	ASSERT_EQ(0, set_state(fd, VFIO_DEVICE_STATE_STOP_COPY, &none_fd));
+	ASSERT_EQ(-1, none_fd);
+	ASSERT_EQ(-EINVAL, precopy_info(save_fd, &info));
+	ASSERT_EQ(0, read(save_fd, buf, sizeof(buf)));
+	ASSERT_EQ(0, set_state(fd, VFIO_DEVICE_STATE_RUNNING, NULL));
+	close(save_fd);
+}
+
+/* ERROR cannot be requested: the request fails and the state stays. */
+TEST_F(migration, error_state_cannot_be_requested)
+{
+	int fd = self->device->fd, data_fd;
+
+	if (self->want_flags <= 0)
+		SKIP(return, "no migration expected");
+
+	ASSERT_EQ(-EINVAL, set_state(fd, VFIO_DEVICE_STATE_ERROR, &data_fd));
+	ASSERT_EQ(-1, data_fd);
+	ASSERT_EQ(VFIO_DEVICE_STATE_RUNNING, get_state(fd));
+	ASSERT_EQ(0, set_state(fd, VFIO_DEVICE_STATE_STOP, NULL));
+	ASSERT_EQ(-EINVAL, set_state(fd, VFIO_DEVICE_STATE_ERROR, NULL));
+	ASSERT_EQ(VFIO_DEVICE_STATE_STOP, get_state(fd));
+	ASSERT_EQ(0, set_state(fd, VFIO_DEVICE_STATE_RUNNING, NULL));
+}
+
+/* With P2P, every P2P state is reachable from RUNNING and back. */
+TEST_F(migration, p2p_states_are_reachable)
+{
+	static const __u32 path[] = {
+		VFIO_DEVICE_STATE_RUNNING_P2P, VFIO_DEVICE_STATE_STOP,
+		VFIO_DEVICE_STATE_RUNNING_P2P, VFIO_DEVICE_STATE_RUNNING,
+	};
+	int fd = self->device->fd, data_fd;
+	size_t i;
+
+	if (self->want_flags <= 0 || !(self->want_flags & VFIO_MIGRATION_P2P))
+		SKIP(return, "no P2P expected");
+
+	for (i = 0; i < ARRAY_SIZE(path); i++) {
+		ASSERT_EQ(0, set_state(fd, path[i], &data_fd));
+		ASSERT_EQ(-1, data_fd);
+		ASSERT_EQ(path[i], get_state(fd));
+	}
 }
 
 int main(int argc, char *argv[])
