@@ -214,6 +214,13 @@ impl Inner {
         }
     }
 
+    /// Returns to RUNNING with no session, as after a reset or when the device is closed.
+    fn reset(&mut self) {
+        self.end_session();
+        self.state = State::Running;
+        self.broken = false;
+    }
+
     /// Loads the registers from a complete, valid stream.
     fn load(&mut self, f: &MigFile) -> Result {
         let g = f.inner.lock();
@@ -302,18 +309,12 @@ impl vfio_pci::Driver for SampleDriver {
     }
 
     fn close_device(dev: &vfio_pci::Device<Self>) {
-        let mut inner = dev.data().inner.lock();
-        inner.end_session();
-        inner.state = State::Running;
-        inner.broken = false;
+        dev.data().inner.lock().reset();
     }
 
     fn reset_done(dev: &vfio_pci::Device<Self>) {
         // Nothing here takes a lock the reset path holds: no deferred reset is needed.
-        let mut inner = dev.data().inner.lock();
-        inner.end_session();
-        inner.state = State::Running;
-        inner.broken = false;
+        dev.data().inner.lock().reset();
     }
 
     fn migration_set_state(dev: &vfio_pci::Device<Self>, new: State) -> Result<Option<ARef<File>>> {

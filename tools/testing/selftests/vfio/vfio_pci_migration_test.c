@@ -165,24 +165,30 @@ TEST_F(migration, device_info_is_vfio_pci)
 	ASSERT_GE(info.num_irqs, VFIO_PCI_MSIX_IRQ_INDEX + 1);
 }
 
+/* A hexadecimal attribute of the device in sysfs, or -1. */
+static long sysfs_hex(const char *attr)
+{
+	unsigned int v;
+	char path[256];
+	FILE *f;
+	int n;
+
+	snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/%s", device_bdf, attr);
+	f = fopen(path, "r");
+	if (!f)
+		return -1;
+	n = fscanf(f, "%x", &v);
+	fclose(f);
+	return n == 1 ? (long)v : -1;
+}
+
 /* Config space reads through the device match the ids sysfs shows. */
 TEST_F(migration, config_space_ids_match_sysfs)
 {
-	unsigned int vendor, device;
-	char path[256];
-	FILE *f;
+	long vendor = sysfs_hex("vendor"), device = sysfs_hex("device");
 
-	snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/vendor", device_bdf);
-	f = fopen(path, "r");
-	ASSERT_NE(NULL, f);
-	ASSERT_EQ(1, fscanf(f, "%x", &vendor));
-	fclose(f);
-	snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/device", device_bdf);
-	f = fopen(path, "r");
-	ASSERT_NE(NULL, f);
-	ASSERT_EQ(1, fscanf(f, "%x", &device));
-	fclose(f);
-
+	ASSERT_GE(vendor, 0);
+	ASSERT_GE(device, 0);
 	ASSERT_EQ(vendor, vfio_pci_config_readw(self->device, PCI_VENDOR_ID));
 	ASSERT_EQ(device, vfio_pci_config_readw(self->device, PCI_DEVICE_ID));
 }
