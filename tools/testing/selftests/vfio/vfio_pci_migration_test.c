@@ -10,6 +10,7 @@
  * advertise ("none" when it must not support migration at all).
  */
 #include <errno.h>
+#include <stddef.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -367,6 +368,45 @@ TEST_F(migration, precopy_drains_initial_bytes_then_enomsg)
 	ASSERT_EQ(-1, none_fd);
 	ASSERT_EQ(-EINVAL, precopy_info(save_fd, &info));
 	ASSERT_EQ(0, read(save_fd, buf, sizeof(buf)));
+	ASSERT_EQ(0, set_state(fd, VFIO_DEVICE_STATE_RUNNING, NULL));
+	close(save_fd);
+}
+
+/*
+ * PRECOPY_INFO's flags are output only after the v2 opt-in: before it the
+ * caller's flags come back as they were, after it they are cleared (no
+ * REINIT for fresh data).
+ */
+TEST_F(migration, precopy_info_flags_follow_v2_opt_in)
+{
+	int fd = self->device->fd, save_fd;
+	struct vfio_precopy_info info;
+
+	if (self->want_flags <= 0 || !(self->want_flags & VFIO_MIGRATION_PRE_COPY))
+		SKIP(return, "no PRE_COPY expected");
+
+	ASSERT_EQ(0, set_state(fd, VFIO_DEVICE_STATE_PRE_COPY, &save_fd));
+	ASSERT_GE(save_fd, 0);
+	memset(&info, 0, sizeof(info));
+	info.argsz = sizeof(info);
+	info.flags = 0xf0;
+	ASSERT_EQ(0, ioctl(save_fd, VFIO_MIG_GET_PRECOPY_INFO, &info));
+	ASSERT_EQ(0xf0, info.flags);
+	info.argsz = offsetof(struct vfio_precopy_info, dirty_bytes);
+	ASSERT_EQ(-1, ioctl(save_fd, VFIO_MIG_GET_PRECOPY_INFO, &info));
+	ASSERT_EQ(EINVAL, errno);
+
+	ASSERT_EQ(0, device_feature(fd, VFIO_DEVICE_FEATURE_SET |
+				    VFIO_DEVICE_FEATURE_MIG_PRECOPY_INFOv2, NULL, 0));
+	ASSERT_EQ(0, set_state(fd, VFIO_DEVICE_STATE_RUNNING, NULL));
+	close(save_fd);
+	ASSERT_EQ(0, set_state(fd, VFIO_DEVICE_STATE_PRE_COPY, &save_fd));
+	ASSERT_GE(save_fd, 0);
+	info.argsz = sizeof(info);
+	info.flags = 0xf0;
+	ASSERT_EQ(0, ioctl(save_fd, VFIO_MIG_GET_PRECOPY_INFO, &info));
+	ASSERT_EQ(0, info.flags);
+	ASSERT_GT(info.initial_bytes, 0);
 	ASSERT_EQ(0, set_state(fd, VFIO_DEVICE_STATE_RUNNING, NULL));
 	close(save_fd);
 }
