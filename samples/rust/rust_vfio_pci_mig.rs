@@ -11,11 +11,16 @@
 use kernel::{
     device::Core,
     fs::File,
+    new_poll_condvar,
     pci,
     prelude::*,
     sync::{
         aref::ARef,
         new_mutex,
+        poll::{
+            PollCondVar,
+            PollTable, //
+        },
         Arc,
         ArcBorrow,
         Mutex, //
@@ -27,6 +32,7 @@ use kernel::{
     vfio::{
         file::{
             self as data_file,
+            events,
             Access,
             DataFileOps,
             PrecopyInfo, //
@@ -80,6 +86,9 @@ struct MigFile {
     /// The stream and the position in it. Never held while taking [`SampleDevice::inner`].
     #[pin]
     inner: Mutex<FileInner>,
+    /// Pollers wait here for the readiness to change.
+    #[pin]
+    wait: PollCondVar,
 }
 
 /// The state behind [`MigFile::inner`].
@@ -90,6 +99,8 @@ struct FileInner {
     pos: usize,
     /// The session ended: reads and writes fail with `ENODEV`.
     disabled: bool,
+    /// A saving file, rather than a resuming one.
+    saving: bool,
     /// Saving: the end of the stream is final (STOP_COPY) rather than temporary (PRE_COPY).
     stop_copy: bool,
     /// Userspace opted in to the v2 `PRECOPY_INFO` behaviour.
@@ -111,12 +122,14 @@ impl MigFile {
         let this = Arc::pin_init(
             pin_init!(MigFile {
                 inner <- new_mutex!(FileInner {
+                    saving: stream.is_some(),
                     buf: stream.unwrap_or([0; STREAM_LEN]),
                     pos: 0,
                     disabled: false,
                     stop_copy,
                     precopy_v2,
                 }),
+                wait <- new_poll_condvar!("rust_vfio_pci_mig::MigFile::wait"),
             }),
             GFP_KERNEL,
         )?;
@@ -127,6 +140,13 @@ impl MigFile {
     /// Ends the session: further reads and writes fail with `ENODEV`.
     fn disable(&self) {
         self.inner.lock().disabled = true;
+        self.wait.notify_all();
+    }
+
+    /// Makes the end of the saved stream final: the device entered STOP_COPY.
+    fn finish(&self) {
+        self.inner.lock().stop_copy = true;
+        self.wait.notify_all();
     }
 }
 
@@ -171,6 +191,26 @@ impl DataFileOps for MigFile {
         buf.read_slice(&mut f.buf[pos..pos + n])?;
         f.pos += n;
         Ok(n)
+    }
+
+    fn poll(this: ArcBorrow<'_, MigFile>, file: &File, table: PollTable<'_>) -> u32 {
+        table.register_wait(file, &this.wait);
+        let f = this.inner.lock();
+        if f.disabled {
+            events::ENDED
+        } else if f.pos < STREAM_LEN {
+            // Saving: bytes to read. Resuming: room to write.
+            if f.saving {
+                events::READABLE
+            } else {
+                events::WRITABLE
+            }
+        } else if f.saving && f.stop_copy {
+            // The end of the stream: a read returns 0 at once.
+            events::READABLE
+        } else {
+            0
+        }
     }
 
     fn ioctl(this: ArcBorrow<'_, MigFile>, _file: &File, cmd: u32, arg: usize) -> Result<isize> {
@@ -258,7 +298,7 @@ impl Inner {
             // The registers do not change while running: no final data to add.
             (PreCopy, StopCopy) | (PreCopyP2p, StopCopy) => {
                 if let Some(f) = &self.file {
-                    f.inner.lock().stop_copy = true;
+                    f.finish();
                 }
                 Ok(None)
             }

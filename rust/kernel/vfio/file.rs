@@ -48,6 +48,18 @@ use core::{
 /// ```
 pub const VFIO_MIG_GET_PRECOPY_INFO: u32 = _IO(bindings::VFIO_TYPE as u32, 100 + 21);
 
+/// The readiness a [`DataFileOps::poll`] callback reports.
+pub mod events {
+    use crate::bindings;
+
+    /// Data can be read (`EPOLLIN | EPOLLRDNORM`).
+    pub const READABLE: u32 = bindings::POLLIN | bindings::POLLRDNORM;
+    /// Data can be written (`EPOLLOUT | EPOLLWRNORM`).
+    pub const WRITABLE: u32 = bindings::POLLOUT | bindings::POLLWRNORM;
+    /// The session ended: reads and writes fail (`EPOLLERR | EPOLLHUP`).
+    pub const ENDED: u32 = bindings::POLLERR | bindings::POLLHUP;
+}
+
 /// How the file may be used: a saving file is read, a resuming file is written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Access {
@@ -95,7 +107,7 @@ pub trait DataFileOps: Sized {
     }
 
     /// Registers with `table` the wait queues of the file's events and returns the events that
-    /// are ready now (`EPOLLIN`, `EPOLLOUT`, ...).
+    /// are ready now (see [`events`]).
     fn poll(
         _this: <Self::Ptr as ForeignOwnable>::Borrowed<'_>,
         _file: &File,

@@ -15,6 +15,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
+#include <pthread.h>
+#include <time.h>
 #include <unistd.h>
 #include <sys/ioctl.h>
 
@@ -409,6 +412,76 @@ TEST_F(migration, precopy_info_flags_follow_v2_opt_in)
 	ASSERT_GT(info.initial_bytes, 0);
 	ASSERT_EQ(0, set_state(fd, VFIO_DEVICE_STATE_RUNNING, NULL));
 	close(save_fd);
+}
+
+/* poll() on @fd for @events with @timeout_ms: the revents, 0 on timeout, -errno. */
+static int poll_one(int fd, short events, int timeout_ms)
+{
+	struct pollfd p = { .fd = fd, .events = events };
+	int ret = poll(&p, 1, timeout_ms);
+
+	return ret < 0 ? -errno : ret ? p.revents : 0;
+}
+
+struct poller {
+	int fd;
+	int revents;
+	double seconds;
+};
+
+static void *poller_thread(void *arg)
+{
+	struct poller *p = arg;
+	struct timespec a, b;
+
+	clock_gettime(CLOCK_MONOTONIC, &a);
+	p->revents = poll_one(p->fd, POLLIN, 20000);
+	clock_gettime(CLOCK_MONOTONIC, &b);
+	p->seconds = (b.tv_sec - a.tv_sec) + (b.tv_nsec - a.tv_nsec) / 1e9;
+	return NULL;
+}
+
+/*
+ * poll() on a data_fd: a PRE_COPY stream is readable while initial bytes
+ * remain, not once drained (a read would fail with -ENOMSG); a poller blocked
+ * then is woken by PRE_COPY -> STOP_COPY, when the end becomes final. A
+ * resuming stream is writable; an ended session reports POLLERR | POLLHUP.
+ */
+TEST_F(migration, data_fd_poll_follows_the_stream)
+{
+	int fd = self->device->fd, save_fd, load_fd;
+	struct poller p = {};
+	pthread_t thread;
+	char buf[4096];
+
+	if (self->want_flags <= 0 || !(self->want_flags & VFIO_MIGRATION_PRE_COPY))
+		SKIP(return, "no PRE_COPY expected");
+
+	ASSERT_EQ(0, set_state(fd, VFIO_DEVICE_STATE_PRE_COPY, &save_fd));
+	ASSERT_GE(save_fd, 0);
+	ASSERT_EQ(POLLIN, poll_one(save_fd, POLLIN, 0) & POLLIN);
+	while (read(save_fd, buf, sizeof(buf)) > 0)
+		;
+	ASSERT_EQ(ENOMSG, errno);
+	ASSERT_EQ(0, poll_one(save_fd, POLLIN, 0));
+
+	p.fd = save_fd;
+	ASSERT_EQ(0, pthread_create(&thread, NULL, poller_thread, &p));
+	usleep(300 * 1000);
+	ASSERT_EQ(0, set_state(fd, VFIO_DEVICE_STATE_STOP_COPY, NULL));
+	ASSERT_EQ(0, pthread_join(thread, NULL));
+	ASSERT_EQ(POLLIN, p.revents & POLLIN);
+	ASSERT_LT(p.seconds, 10.0);
+	ASSERT_EQ(0, read(save_fd, buf, sizeof(buf)));
+
+	ASSERT_EQ(0, set_state(fd, VFIO_DEVICE_STATE_STOP, NULL));
+	ASSERT_EQ(POLLERR | POLLHUP, poll_one(save_fd, POLLIN, 0) & (POLLERR | POLLHUP));
+	close(save_fd);
+
+	ASSERT_EQ(0, set_state(fd, VFIO_DEVICE_STATE_RESUMING, &load_fd));
+	ASSERT_GE(load_fd, 0);
+	ASSERT_EQ(POLLOUT, poll_one(load_fd, POLLOUT, 0) & POLLOUT);
+	close(load_fd);
 }
 
 /* ERROR cannot be requested: the request fails and the state stays. */
