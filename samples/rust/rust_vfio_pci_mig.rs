@@ -83,7 +83,13 @@ struct Inner {
 /// A migration data file.
 #[pin_data]
 struct MigFile {
-    /// The stream and the position in it. Never held while taking [`SampleDevice::inner`].
+    /// Serialises reads and writes, held across their user copies. Taken first, never while
+    /// holding another lock.
+    #[pin]
+    io: Mutex<()>,
+    /// The stream and the position in it. Held only briefly and never across a user copy, so the
+    /// device lock may take it (device -> file) even from `reset_done`, which runs under the
+    /// core's `memory_lock` that a fault on a BAR mmap takes.
     #[pin]
     inner: Mutex<FileInner>,
     /// Pollers wait here for the readiness to change.
@@ -121,6 +127,7 @@ impl MigFile {
         };
         let this = Arc::pin_init(
             pin_init!(MigFile {
+                io <- new_mutex!(()),
                 inner <- new_mutex!(FileInner {
                     saving: stream.is_some(),
                     buf: stream.unwrap_or([0; STREAM_LEN]),
@@ -159,18 +166,28 @@ impl DataFileOps for MigFile {
         _file: &File,
         buf: &mut UserSliceWriter,
     ) -> Result<usize> {
-        let mut f = this.inner.lock();
-        if f.disabled {
-            return Err(ENODEV);
-        }
-        let left = STREAM_LEN - f.pos;
-        if left == 0 {
-            // In PRE_COPY nothing is there *now*; in STOP_COPY the stream is over.
-            return if f.stop_copy { Ok(0) } else { Err(ENOMSG) };
-        }
-        let n = left.min(buf.len());
-        buf.write_slice(&f.buf[f.pos..f.pos + n])?;
-        f.pos += n;
+        let _io = this.io.lock();
+        let mut chunk = [0u8; STREAM_LEN];
+        let (pos, n) = {
+            let f = this.inner.lock();
+            if f.disabled {
+                return Err(ENODEV);
+            }
+            let left = STREAM_LEN - f.pos;
+            if left == 0 {
+                // In PRE_COPY nothing is there *now*; in STOP_COPY the stream is over.
+                return if f.stop_copy { Ok(0) } else { Err(ENOMSG) };
+            }
+            let n = left.min(buf.len());
+            chunk[..n].copy_from_slice(&f.buf[f.pos..f.pos + n]);
+            (f.pos, n)
+        };
+        // The user copy may fault on a BAR mmap of this very device, which takes the core's
+        // `memory_lock`: no lock a reset takes after `memory_lock` may be held here.
+        buf.write_slice(&chunk[..n])?;
+        // `io` keeps other readers out, so `pos` has not moved; a session that ended meanwhile
+        // makes the position moot.
+        this.inner.lock().pos = pos + n;
         Ok(n)
     }
 
@@ -179,16 +196,23 @@ impl DataFileOps for MigFile {
         _file: &File,
         buf: &mut UserSliceReader,
     ) -> Result<usize> {
+        let _io = this.io.lock();
+        let n = buf.len();
+        let mut chunk = [0u8; STREAM_LEN];
+        if n > STREAM_LEN {
+            return Err(EINVAL);
+        }
+        // Outside the state lock, as in `read`.
+        buf.read_slice(&mut chunk[..n])?;
         let mut f = this.inner.lock();
         if f.disabled {
             return Err(ENODEV);
         }
-        let n = buf.len();
         if n > STREAM_LEN - f.pos {
             return Err(EINVAL);
         }
         let pos = f.pos;
-        buf.read_slice(&mut f.buf[pos..pos + n])?;
+        f.buf[pos..pos + n].copy_from_slice(&chunk[..n]);
         f.pos += n;
         Ok(n)
     }
@@ -353,7 +377,9 @@ impl vfio_pci::Driver for SampleDriver {
     }
 
     fn reset_done(dev: &vfio_pci::Device<Self>) {
-        // Nothing here takes a lock the reset path holds: no deferred reset is needed.
+        // This runs under the core's `memory_lock`. The device and file locks are never held
+        // across a user copy (which may fault on a BAR mmap and take `memory_lock`), nor while
+        // taking `memory_lock`, so they can be taken here: no deferred reset is needed.
         dev.data().inner.lock().reset();
     }
 

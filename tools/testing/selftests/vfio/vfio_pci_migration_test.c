@@ -484,6 +484,35 @@ TEST_F(migration, data_fd_poll_follows_the_stream)
 	close(load_fd);
 }
 
+/*
+ * A data_fd read whose user buffer is an mmap of the device's own BAR0 (the
+ * copy faults and takes vfio_pci_core's memory_lock), then a reset during
+ * the session (reset_done runs under memory_lock and ends the session): the
+ * driver's locks must allow both orders, which lockdep checks in the test
+ * kernel. The session is over after the reset.
+ */
+TEST_F(migration, data_fd_copy_into_own_bar_then_reset)
+{
+	int fd = self->device->fd, save_fd;
+	char *bar0 = self->device->bars[0].vaddr;
+	char buf[4];
+
+	if (self->want_flags <= 0)
+		SKIP(return, "no migration expected");
+	if (!bar0 || self->device->bars[0].info.size < 8)
+		SKIP(return, "BAR0 cannot be mmapped");
+
+	ASSERT_EQ(0, set_state(fd, VFIO_DEVICE_STATE_STOP_COPY, &save_fd));
+	ASSERT_GE(save_fd, 0);
+	/* Offset 4: edu's liveness register, ivshmem's interrupt status. */
+	ASSERT_EQ(4, read(save_fd, bar0 + 4, 4));
+	ASSERT_EQ(0, ioctl(fd, VFIO_DEVICE_RESET, NULL));
+	ASSERT_EQ(VFIO_DEVICE_STATE_RUNNING, get_state(fd));
+	ASSERT_EQ(-1, read(save_fd, buf, sizeof(buf)));
+	ASSERT_EQ(ENODEV, errno);
+	close(save_fd);
+}
+
 /* ERROR cannot be requested: the request fails and the state stays. */
 TEST_F(migration, error_state_cannot_be_requested)
 {
