@@ -34,10 +34,13 @@ timeout_s=${RUSTMIG_VM_TIMEOUT:-2700}
 rm -rf "$out"
 mkdir -p "$out/results"
 truncate -s "${ivshmem_mb}M" "$out/ivshmem-a" "$out/ivshmem-b"
+# A second, small pair: quick tests of every arc, and the 1 MiB round trip.
+truncate -s 1M "$out/ivshmem-c" "$out/ivshmem-d"
 
 # Each device sits behind its own PCIe root port (so VFIO_DEVICE_RESET has a
 # bus reset to use) in a fixed slot; the guest finds the devices through them.
 port_a=0000:00:10.0 port_b=0000:00:11.0 port_edu=0000:00:12.0
+port_c=0000:00:13.0 port_d=0000:00:14.0
 cat > "$out/env.sh" <<ENV
 RUSTMIG_MODE=$mode
 RUSTMIG_REPO=$repo
@@ -46,6 +49,8 @@ RUSTMIG_TESTS=$tests
 RUSTMIG_PORT_A=$port_a
 RUSTMIG_PORT_B=$port_b
 RUSTMIG_PORT_EDU=$port_edu
+RUSTMIG_PORT_C=$port_c
+RUSTMIG_PORT_D=$port_d
 RUSTMIG_IVSHMEM_MB=$ivshmem_mb
 ENV
 
@@ -71,10 +76,17 @@ args=(
 	-device ivshmem-plain,memdev=memb,bus=rpb
 	-device pcie-root-port,id=rpe,chassis=3,slot=3,addr=0x12
 	-device edu,bus=rpe
+	-object memory-backend-file,id=memc,size=1M,mem-path="$out/ivshmem-c",share=on
+	-device pcie-root-port,id=rpc,chassis=4,slot=4,addr=0x13
+	-device ivshmem-plain,memdev=memc,bus=rpc
+	-object memory-backend-file,id=memd,size=1M,mem-path="$out/ivshmem-d",share=on
+	-device pcie-root-port,id=rpd,chassis=5,slot=5,addr=0x14
+	-device ivshmem-plain,memdev=memd,bus=rpd
 	-no-reboot
 )
 
-echo "vm: booting $(basename "$kernel") ($mode): ivshmem A and B (${ivshmem_mb} MiB each) and edu behind root ports $port_a $port_b $port_edu"
+echo "vm: booting $(basename "$kernel") ($mode): ivshmem A and B (${ivshmem_mb} MiB each), edu," \
+	"ivshmem C and D (1 MiB each) behind root ports $port_a $port_b $port_edu $port_c $port_d"
 if [ "$mode" = shell ]; then
 	exec qemu-system-x86_64 "${args[@]}" -nographic
 fi
@@ -95,4 +107,24 @@ if [ ! -f "$out/done" ]; then
 	exit 1
 fi
 [ "$mode" = demo ] && [ "$(cat "$out/done")" != ok ] && { echo "vm: demo failed" >&2; exit 1; }
+
+# The round trips A -> B and C -> D, seen from the host: the backing files of
+# source and destination hold the same bytes, and not zeros.
+if [ "$mode" = check ]; then
+	n=0
+	host_check() { # NAME CMD...
+		n=$((n + 1))
+		name=$1
+		shift
+		if "$@" > /dev/null 2>&1; then echo "ok $n host: $name"; else echo "not ok $n host: $name"; fi
+	} >> "$out/results/host.tap"
+	for pair in a:b c:d; do
+		src=$out/ivshmem-${pair%:*} dst=$out/ivshmem-${pair#*:}
+		host_check "$(basename "$src") and $(basename "$dst") hold the same bytes" cmp "$src" "$dst"
+		host_check "$(basename "$dst") holds the pattern, not zeros" \
+			sh -c "! cmp -s -n 4096 '$dst' /dev/zero"
+	done
+	echo "1..$n" >> "$out/results/host.tap"
+	sed 's/^/vm: /' "$out/results/host.tap"
+fi
 exit 0

@@ -46,6 +46,13 @@ use core::{
     ptr::NonNull, //
 };
 
+mod bar;
+pub use bar::{
+    BarGuard,
+    DeviceIo,
+    NUM_BARS, //
+};
+
 /// A PCI device id of a vfio-pci variant driver, C's `PCI_DRIVER_OVERRIDE_DEVICE_VFIO`.
 ///
 /// Every id is "override only": the driver core binds a variant driver to a matching device only
@@ -290,11 +297,12 @@ impl DirtyBitmap<'_> {
 /// - `core` is at offset 0 and is a `vfio_pci_core_device` initialised by `_vfio_alloc_device`
 ///   with [`Adapter::VFIO_OPS`] as its ops, so `vfio_device`, at offset 0 of the core device, is
 ///   also the address of `Self`.
-/// - `data` is initialised, pinned, and dropped only by the `release` callback of the vfio
-///   device, when its last reference goes.
+/// - `bars` and `data` are initialised, pinned, and dropped only by the `release` callback of
+///   the vfio device, when its last reference goes.
 #[repr(C)]
 pub struct Device<T: Driver> {
     core: Opaque<bindings::vfio_pci_core_device>,
+    bars: bar::BarGate,
     data: T::Data,
 }
 
@@ -440,12 +448,18 @@ impl<T: Driver> Device<T> {
         })?;
         let this = vdev.cast::<Self>();
 
-        // SAFETY: `data` lies inside the zeroed, suitably sized and aligned allocation, is not
-        // initialised yet and will not move: the allocation is only freed by `release`.
-        let res = unsafe { pin_init::raw_try_init(&raw mut (*this).data, init) };
+        // SAFETY: `bars` and `data` lie inside the zeroed, suitably sized and aligned
+        // allocation, are not initialised yet and will not move: the allocation is only freed by
+        // `release`.
+        let res = unsafe {
+            match pin_init::raw_try_init(&raw mut (*this).bars, bar::BarGate::new()) {
+                Ok(()) => pin_init::raw_try_init(&raw mut (*this).data, init),
+                Err(infallible) => match infallible {},
+            }
+        };
         if let Err(e) = res {
-            // SAFETY: `vdev` holds the initial reference, which this drops; `data` is not
-            // initialised and the current ops do not drop it.
+            // SAFETY: `vdev` holds the initial reference, which this drops; the current ops drop
+            // neither `bars` nor `data`, and `bars` needs no drop.
             unsafe { bindings::vfio_put_device(vdev) };
             return Err(e);
         }
@@ -488,9 +502,9 @@ impl<T: Driver> Adapter<T> {
         ioctl: Some(bindings::vfio_pci_core_ioctl),
         get_region_info_caps: Some(bindings::vfio_pci_ioctl_get_region_info),
         device_feature: Some(bindings::vfio_pci_core_ioctl_feature),
-        read: Some(bindings::vfio_pci_core_read),
-        write: Some(bindings::vfio_pci_core_write),
-        mmap: Some(bindings::vfio_pci_core_mmap),
+        read: Some(Self::read_callback),
+        write: Some(Self::write_callback),
+        mmap: Some(Self::mmap_callback),
         request: Some(bindings::vfio_pci_core_request),
         match_: Some(bindings::vfio_pci_core_match),
         match_token_uuid: Some(bindings::vfio_pci_core_match_token_uuid),
@@ -626,6 +640,7 @@ impl<T: Driver> Adapter<T> {
                     return Err(e);
                 }
             }
+            this.set_bars_open(true);
             // SAFETY: `vfio_pci_core_enable` succeeded above.
             unsafe { bindings::vfio_pci_core_finish_enable(core) };
             Ok(0)
@@ -638,6 +653,8 @@ impl<T: Driver> Adapter<T> {
         if T::HAS_CLOSE_DEVICE {
             T::close_device(this);
         }
+        this.set_bars_open(false);
+        this.unfence_bars();
         // SAFETY: `vdev` is an open core device.
         unsafe { bindings::vfio_pci_core_close_device(vdev) };
     }
@@ -737,13 +754,79 @@ impl<T: Driver> Adapter<T> {
         })
     }
 
+    /// The VMA ops of a BAR mmap: `vfio_pci_core`'s, with the fence of [`Device::fence_bars`].
+    const BAR_VM_OPS: bindings::vm_operations_struct = bindings::vm_operations_struct {
+        fault: Some(Self::bar_fault_callback),
+        ..pin_init::zeroed()
+    };
+
+    extern "C" fn read_callback(
+        vdev: *mut bindings::vfio_device,
+        buf: *mut c_char,
+        count: usize,
+        ppos: *mut bindings::loff_t,
+    ) -> isize {
+        // SAFETY: The vfio core calls `read` only on open devices, with a valid `ppos`.
+        let (this, pos) = unsafe { (Device::<T>::from_vfio_raw(vdev), *ppos) };
+        // SAFETY: The arguments are the vfio core's, passed on unchanged.
+        this.rw_gated(pos, || unsafe {
+            bindings::vfio_pci_core_read(vdev, buf, count, ppos)
+        })
+    }
+
+    extern "C" fn write_callback(
+        vdev: *mut bindings::vfio_device,
+        buf: *const c_char,
+        count: usize,
+        ppos: *mut bindings::loff_t,
+    ) -> isize {
+        // SAFETY: The vfio core calls `write` only on open devices, with a valid `ppos`.
+        let (this, pos) = unsafe { (Device::<T>::from_vfio_raw(vdev), *ppos) };
+        // SAFETY: The arguments are the vfio core's, passed on unchanged.
+        this.rw_gated(pos, || unsafe {
+            bindings::vfio_pci_core_write(vdev, buf, count, ppos)
+        })
+    }
+
+    extern "C" fn mmap_callback(
+        vdev: *mut bindings::vfio_device,
+        vma: *mut bindings::vm_area_struct,
+    ) -> c_int {
+        // SAFETY: The arguments are the vfio core's, passed on unchanged.
+        let ret = unsafe { bindings::vfio_pci_core_mmap(vdev, vma) };
+        if ret == 0 {
+            let shift = bindings::VFIO_PCI_OFFSET_SHIFT - bindings::PAGE_SHIFT;
+            // SAFETY: `vma` is the VMA being set up, not visible to faults yet.
+            unsafe {
+                if (*vma).vm_pgoff >> shift < NUM_BARS as usize {
+                    // A BAR mapping: `vfio_pci_core` set its private data to the core device.
+                    (*vma).vm_ops = const { &Self::BAR_VM_OPS };
+                }
+            }
+        }
+        ret
+    }
+
+    extern "C" fn bar_fault_callback(vmf: *mut bindings::vm_fault) -> bindings::vm_fault_t {
+        // SAFETY: The VMA was set up by `mmap_callback`, whose private data is the core device,
+        // the first field of a `Device<T>`; the device fd the VMA holds keeps it alive and open.
+        let this = unsafe {
+            Device::<T>::from_vfio_raw((*(*vmf).__bindgen_anon_1.vma).vm_private_data.cast())
+        };
+        // SAFETY: `vmf` is a fault on a BAR mmap of `this`, as set up by `mmap_callback`.
+        unsafe { this.bar_fault(vmf) }
+    }
+
     extern "C" fn release_callback(vdev: *mut bindings::vfio_device) {
         // The vfio device is the first field of a `Device<T>`.
         let this = vdev.cast::<Device<T>>();
         // SAFETY: `release` is called once, when the last reference to the vfio device goes, so
-        // nothing can reach `data` any more; the ops that point here are only installed once
-        // `data` is initialised.
-        unsafe { core::ptr::drop_in_place(&raw mut (*this).data) };
+        // nothing can reach `bars` or `data` any more; the ops that point here are only
+        // installed once both are initialised.
+        unsafe {
+            core::ptr::drop_in_place(&raw mut (*this).data);
+            core::ptr::drop_in_place(&raw mut (*this).bars);
+        }
         // SAFETY: `vdev` is a core device being released.
         unsafe { bindings::vfio_pci_core_release_dev(vdev) };
     }

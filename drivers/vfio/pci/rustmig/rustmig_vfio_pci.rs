@@ -3,92 +3,362 @@
 //! rustmig: a live-migratable vfio-pci variant driver.
 //!
 //! rustmig binds, through `driver_override`, to PCI devices for which it has a device backend and
-//! hands them to userspace through `vfio_pci_core`, exactly like `vfio-pci`. Each supported device
-//! is one backend; the generic part of the driver does not know which device it drives.
+//! hands them to userspace through `vfio_pci_core`, exactly like `vfio-pci`, adding the VFIO
+//! migration v2 uAPI with STOP_COPY, P2P and PRE_COPY.
+//!
+//! The generic part does not know which device it drives: [`fsm`] says what each arc of the
+//! state machine does, [`session`] moves the [`stream`] through the data files, and a
+//! [`backend::Backend`] does the device-specific work.
+//!
+//! # Locking
+//!
+//! `RustMigDevice::state` serialises the state machine. Its order: state lock, then a session's
+//! I/O lock, then the core's `memory_lock`. `reset_done` may run under `memory_lock`, so it only
+//! try-locks the state lock; when that fails, the reset is deferred to whoever holds it, which
+//! applies it before unlocking (see [`StateGuard`]).
 
 use kernel::{
-    device::Core,
+    device::{
+        self,
+        Core, //
+    },
+    fs::File,
+    new_mutex,
+    new_spinlock,
     pci,
     prelude::*,
-    vfio::pci::{
-        self as vfio_pci,
-        DeviceId, //
+    sync::{
+        aref::ARef,
+        lock::{
+            mutex::MutexBackend,
+            Guard, //
+        },
+        Arc,
+        Mutex,
+        SpinLock, //
+    },
+    vfio::{
+        migration::{
+            Flags,
+            State, //
+        },
+        pci::{
+            self as vfio_pci,
+            DeviceId,
+            NUM_BARS, //
+        }, //
     }, //
 };
 
-/// The device backends, one per supported device.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Backend {
-    /// QEMU's ivshmem-plain: the state is the shared memory behind BAR2.
-    Ivshmem,
-    /// QEMU's edu: the state is a set of registers behind BAR0.
-    Edu,
-}
+mod backend;
+mod edu;
+mod fsm;
+mod ivshmem;
+mod session;
+mod stream;
 
-impl Backend {
-    /// Returns the backend's name.
-    fn name(self) -> &'static str {
-        match self {
-            Backend::Ivshmem => "ivshmem",
-            Backend::Edu => "edu",
-        }
-    }
-}
+use backend::{
+    Backend,
+    BarLens, //
+};
+use fsm::Step;
+use session::Session;
+use stream::{
+    Header,
+    Identity,
+    Layout, //
+};
+
+/// The backend of QEMU's ivshmem-plain.
+const IVSHMEM: &dyn Backend = &ivshmem::Ivshmem;
+/// The backend of QEMU's edu.
+const EDU: &dyn Backend = &edu::Edu;
 
 kernel::vfio_pci_device_table!(
     PCI_TABLE,
-    Backend,
+    &'static dyn Backend,
     [
-        (DeviceId::new(0x1af4, 0x1110), Backend::Ivshmem),
-        (DeviceId::new(0x1234, 0x11e8), Backend::Edu),
+        (DeviceId::new(0x1af4, 0x1110), IVSHMEM),
+        (DeviceId::new(0x1234, 0x11e8), EDU),
     ]
 );
 
 /// The rustmig variant driver.
-struct RustMig;
+pub(crate) struct RustMig;
 
 /// The driver's data of one bound device.
-struct RustMigDevice {
+#[pin_data]
+pub(crate) struct RustMigDevice {
     /// The backend that drives this device.
-    backend: Backend,
+    pub(crate) backend: &'static dyn Backend,
+    /// The identity written into, and required from, every stream.
+    pub(crate) identity: Identity,
+    /// The sections of the device's state.
+    pub(crate) layout: Layout,
+    /// The migration state machine.
+    #[pin]
+    state: Mutex<Inner>,
+    /// A reset happened while the state lock was held: the holder applies it.
+    #[pin]
+    deferred_reset: SpinLock<bool>,
+}
+
+/// The state behind [`RustMigDevice::state`].
+struct Inner {
+    /// The migration state.
+    state: State,
+    /// The session (saving or resuming) of the current state, if any.
+    session: Option<Arc<Session>>,
+}
+
+impl Inner {
+    /// Ends the session, if any.
+    fn end_session(&mut self) {
+        if let Some(s) = self.session.take() {
+            s.disable();
+        }
+    }
+
+    /// Returns to RUNNING with no session: after a reset, or when the device is closed.
+    fn reset(&mut self, dev: &vfio_pci::Device<RustMig>) {
+        self.end_session();
+        self.state = State::Running;
+        dev.unfence_bars();
+    }
+}
+
+/// The state lock held; dropping it applies a deferred reset before unlocking.
+struct StateGuard<'a> {
+    dev: &'a vfio_pci::Device<RustMig>,
+    guard: Option<Guard<'a, Inner, MutexBackend>>,
+}
+
+impl<'a> StateGuard<'a> {
+    /// Takes the state lock of `dev`.
+    fn lock(dev: &'a vfio_pci::Device<RustMig>) -> Self {
+        StateGuard {
+            dev,
+            guard: Some(dev.data().state.lock()),
+        }
+    }
+
+    /// Returns the state.
+    fn inner(&mut self) -> &mut Inner {
+        // INVARIANT: `guard` is `Some` until `drop`.
+        self.guard.as_deref_mut().unwrap_or_else(|| unreachable!())
+    }
+}
+
+impl Drop for StateGuard<'_> {
+    fn drop(&mut self) {
+        let dev = self.dev;
+        loop {
+            let mut pending = dev.data().deferred_reset.lock();
+            if *pending {
+                *pending = false;
+                drop(pending);
+                self.inner().reset(dev);
+                continue;
+            }
+            // Unlock with the reset flag's lock held: a reset that comes later will find the
+            // state lock free and apply itself.
+            self.guard = None;
+            return;
+        }
+    }
+}
+
+impl RustMigDevice {
+    /// Checks the header of a stream being resumed against this device.
+    pub(crate) fn check_identity(&self, dev: &device::Device, h: &Header) -> Result {
+        let (mine, theirs) = (&self.identity, &h.identity);
+        let mismatch = if theirs.backend != mine.backend {
+            Some("backend")
+        } else if (theirs.vendor, theirs.device) != (mine.vendor, mine.device) {
+            Some("vendor/device id")
+        } else if (theirs.subsystem_vendor, theirs.subsystem_device)
+            != (mine.subsystem_vendor, mine.subsystem_device)
+        {
+            Some("subsystem id")
+        } else if theirs.class_rev != mine.class_rev {
+            Some("class/revision")
+        } else if theirs.backend_version != mine.backend_version {
+            Some("backend version")
+        } else if h.payload_len != self.layout.payload_len() {
+            Some("state size")
+        } else {
+            None
+        };
+        match mismatch {
+            Some(field) => {
+                dev_err!(
+                    dev,
+                    "resume: stream refused, its {field} differs from this device's\n"
+                );
+                Err(EPROTO)
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// Carries out one arc of the state machine.
+    fn step(
+        dev: &vfio_pci::Device<RustMig>,
+        inner: &mut Inner,
+        from: State,
+        to: State,
+    ) -> Result<Option<ARef<File>>> {
+        let data = dev.data();
+        let mut file = None;
+        for &s in fsm::steps(from, to)? {
+            match s {
+                Step::Quiesce => data.backend.quiesce(&dev.lock_bars()?)?,
+                Step::Unquiesce => data.backend.unquiesce(&dev.lock_bars()?)?,
+                Step::Stop => {
+                    dev.fence_bars();
+                    data.backend.stop(&dev.lock_bars()?)?;
+                }
+                Step::Start => {
+                    data.backend.start(&dev.lock_bars()?)?;
+                    dev.unfence_bars();
+                }
+                Step::SavePrecopy | Step::SaveAll | Step::Resume => {
+                    let save = match s {
+                        Step::SaveAll => Some(true),
+                        Step::SavePrecopy => Some(false),
+                        _ => None,
+                    };
+                    let (sess, f) = Session::open(dev, save, dev.precopy_info_v2())?;
+                    inner.session = Some(sess);
+                    file = Some(f);
+                }
+                Step::FinishSave => inner.session.as_ref().ok_or(EINVAL)?.finish_save(),
+                Step::FinishResume => inner.session.as_ref().ok_or(EINVAL)?.finish_resume()?,
+                Step::EndSession => inner.end_session(),
+            }
+        }
+        Ok(file)
+    }
+}
+
+/// Returns the backend name as stored in a stream's identity.
+fn backend_id(name: &str) -> [u8; 16] {
+    let mut b = [0u8; 16];
+    let n = name.len().min(16);
+    b[..n].copy_from_slice(&name.as_bytes()[..n]);
+    b
 }
 
 #[vtable]
 impl vfio_pci::Driver for RustMig {
-    type IdInfo = Backend;
+    type IdInfo = &'static dyn Backend;
     type Data = RustMigDevice;
     const NAME: &'static CStr = c"rustmig-vfio-pci";
-    const ID_TABLE: vfio_pci::IdTable<Backend> = &PCI_TABLE;
+    const ID_TABLE: vfio_pci::IdTable<&'static dyn Backend> = &PCI_TABLE;
+    const MIGRATION_FLAGS: Flags = Flags::STOP_COPY.union(Flags::P2P).union(Flags::PRE_COPY);
 
     fn probe(
         pdev: &pci::Device<Core<'_>>,
-        id_info: Option<&'static Backend>,
+        id_info: Option<&'static &'static dyn Backend>,
     ) -> impl PinInit<RustMigDevice, Error> {
-        match id_info {
-            Some(&backend) => {
-                dev_info!(
-                    pdev,
-                    "{}:{:04x} uses the {} backend\n",
-                    pdev.vendor_id(),
-                    pdev.device_id(),
-                    backend.name()
-                );
-                Ok(RustMigDevice { backend })
-            }
-            None => {
-                dev_err!(
-                    pdev,
-                    "no rustmig backend for {}:{:04x}\n",
-                    pdev.vendor_id(),
-                    pdev.device_id()
-                );
-                Err(ENODEV)
-            }
+        let vendor = pdev.vendor_id().as_raw();
+        let device = pdev.device_id();
+        let backend = id_info.copied().ok_or_else(|| {
+            dev_err!(pdev, "no rustmig backend for {vendor:04x}:{device:04x}\n");
+            ENODEV
+        });
+        let mut lens: BarLens = [0; NUM_BARS as usize];
+        for (bar, len) in (0..NUM_BARS).zip(lens.iter_mut()) {
+            *len = pdev.resource_len(bar).unwrap_or(0);
         }
+        let layout = backend.and_then(|b| {
+            b.layout(&lens).inspect_err(|e| {
+                dev_err!(pdev, "{}: unexpected BARs {lens:?}: {e:?}\n", b.name());
+            })
+        });
+        let identity = backend.map(|b| Identity {
+            vendor,
+            device,
+            subsystem_vendor: pdev.subsystem_vendor_id(),
+            subsystem_device: pdev.subsystem_device_id(),
+            class_rev: pdev.pci_class().as_raw() << 8 | u32::from(pdev.revision_id()),
+            backend: backend_id(b.name()),
+            backend_version: b.version(),
+        });
+        if let (Ok(b), Ok(l)) = (&backend, &layout) {
+            dev_info!(
+                pdev,
+                "{vendor:04x}:{device:04x} uses the {} backend, {} byte stream\n",
+                b.name(),
+                l.stream_len()
+            );
+        }
+        try_pin_init!(RustMigDevice {
+            backend: backend?,
+            identity: identity?,
+            layout: layout?,
+            state <- new_mutex!(Inner {
+                state: State::Running,
+                session: None,
+            }, "rustmig::RustMigDevice::state"),
+            deferred_reset <- new_spinlock!(false, "rustmig::RustMigDevice::deferred_reset"),
+        })
     }
 
     fn close_device(dev: &vfio_pci::Device<Self>) {
-        dev_dbg!(dev, "{} device closed\n", dev.data().backend.name());
+        StateGuard::lock(dev).inner().reset(dev);
+    }
+
+    fn reset_done(dev: &vfio_pci::Device<Self>) {
+        // This may run under the core's `memory_lock`, which the state lock's holders take:
+        // never wait for the state lock here.
+        let data = dev.data();
+        let mut pending = data.deferred_reset.lock();
+        *pending = true;
+        let Some(guard) = data.state.try_lock() else {
+            return;
+        };
+        drop(pending);
+        // Applies the reset as it unlocks.
+        drop(StateGuard {
+            dev,
+            guard: Some(guard),
+        });
+    }
+
+    fn migration_set_state(dev: &vfio_pci::Device<Self>, new: State) -> Result<Option<ARef<File>>> {
+        let mut g = StateGuard::lock(dev);
+        let inner = g.inner();
+        let mut cur = inner.state;
+        let mut broken = false;
+        let res = dev.mig_walk(&mut cur, new, |from, to| {
+            RustMigDevice::step(dev, inner, from, to).inspect_err(|e| {
+                dev_err!(dev, "migration: {from:?} -> {to:?} failed: {e:?}\n");
+                broken = true;
+            })
+        });
+        inner.state = cur;
+        if broken {
+            // A failed arc leaves the device in an unknown state: only a reset leaves ERROR.
+            // A request the state machine refuses (no arc leads there) changes nothing.
+            inner.end_session();
+            inner.state = State::Error;
+        }
+        res
+    }
+
+    fn migration_get_state(dev: &vfio_pci::Device<Self>) -> Result<State> {
+        Ok(StateGuard::lock(dev).inner().state)
+    }
+
+    fn migration_get_data_size(dev: &vfio_pci::Device<Self>) -> Result<usize> {
+        let mut g = StateGuard::lock(dev);
+        let inner = g.inner();
+        let size = match (&inner.session, inner.state) {
+            (Some(s), State::PreCopy | State::PreCopyP2p | State::StopCopy) => s.remaining(),
+            _ => dev.data().layout.stream_len(),
+        };
+        usize::try_from(size).map_err(|_| EOVERFLOW)
     }
 }
 

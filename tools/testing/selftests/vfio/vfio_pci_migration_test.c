@@ -8,6 +8,17 @@
  * migration capabilities of the bound driver come from the environment:
  * VFIO_MIGRATION_TEST_FLAGS, the VFIO_MIGRATION_* flags the device must
  * advertise ("none" when it must not support migration at all).
+ *
+ * Optional, for the driver under test:
+ *   VFIO_MIGRATION_TEST_FENCE=1     the BARs are fenced off (mmap faults raise
+ *                                   SIGBUS, region read/write fail with EIO)
+ *                                   while the device is stopped;
+ *   VFIO_MIGRATION_TEST_STREAM=rustmig  streams have rustmig's header, which
+ *                                   RESUMING checks as soon as it arrives;
+ *   VFIO_MIGRATION_TEST_PEER=BDF    a second device of the same kind, for the
+ *                                   round trip from this device to it;
+ *   VFIO_MIGRATION_TEST_BAR=N       the BAR holding the state that the round
+ *                                   trip fills with a pattern and compares.
  */
 #include <errno.h>
 #include <stddef.h>
@@ -17,6 +28,8 @@
 #include <string.h>
 #include <poll.h>
 #include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
 #include <time.h>
 #include <unistd.h>
 #include <sys/ioctl.h>
@@ -138,6 +151,74 @@ static long long read_all(int data_fd, char *buf, size_t cap, size_t chunk)
 }
 
 #define STREAM_CAP (16 << 20)
+
+/* Whether the environment variable @name is set to @value. */
+static bool env_is(const char *name, const char *value)
+{
+	const char *s = getenv(name);
+
+	return s && !strcmp(s, value);
+}
+
+static const char *state_name(__u32 s)
+{
+	static const char * const names[] = {
+		[VFIO_DEVICE_STATE_ERROR] = "ERROR",
+		[VFIO_DEVICE_STATE_STOP] = "STOP",
+		[VFIO_DEVICE_STATE_RUNNING] = "RUNNING",
+		[VFIO_DEVICE_STATE_STOP_COPY] = "STOP_COPY",
+		[VFIO_DEVICE_STATE_RESUMING] = "RESUMING",
+		[VFIO_DEVICE_STATE_RUNNING_P2P] = "RUNNING_P2P",
+		[VFIO_DEVICE_STATE_PRE_COPY] = "PRE_COPY",
+		[VFIO_DEVICE_STATE_PRE_COPY_P2P] = "PRE_COPY_P2P",
+	};
+
+	return s < ARRAY_SIZE(names) ? names[s] : "?";
+}
+
+/* Whether poll() reports the session of @data_fd as ended. */
+static bool session_ended(int data_fd)
+{
+	struct pollfd p = { .fd = data_fd, .events = POLLIN | POLLOUT };
+
+	return poll(&p, 1, 0) == 1 && (p.revents & (POLLERR | POLLHUP));
+}
+
+/* Write @len bytes of @buf to @data_fd in writes of 1, 2, ... 4099 bytes: 0 or -errno. */
+static int write_all(int data_fd, const char *buf, size_t len)
+{
+	size_t off, n;
+	ssize_t w;
+
+	for (off = 0, n = 1; off < len; off += w, n = n % 4099 + 1) {
+		w = write(data_fd, buf + off, n < len - off ? n : len - off);
+		if (w < 0)
+			return -errno;
+		if (w == 0)
+			return -EIO;
+	}
+	return 0;
+}
+
+/* Save the device's whole stream into a new buffer; its length goes to @len. */
+static char *save_stream(int fd, long long *len)
+{
+	long long size = data_size(fd);
+	int save_fd;
+	char *buf;
+
+	if (size <= 0 || set_state(fd, VFIO_DEVICE_STATE_STOP_COPY, &save_fd))
+		return NULL;
+	buf = malloc(size + 1);
+	if (buf)
+		*len = read_all(save_fd, buf, size + 1, 1 << 20);
+	close(save_fd);
+	if (set_state(fd, VFIO_DEVICE_STATE_RUNNING, NULL) || !buf || *len != size) {
+		free(buf);
+		return NULL;
+	}
+	return buf;
+}
 
 FIXTURE(migration) {
 	struct iommu *iommu;
@@ -504,8 +585,16 @@ TEST_F(migration, data_fd_copy_into_own_bar_then_reset)
 
 	ASSERT_EQ(0, set_state(fd, VFIO_DEVICE_STATE_STOP_COPY, &save_fd));
 	ASSERT_GE(save_fd, 0);
-	/* Offset 4: edu's liveness register, ivshmem's interrupt status. */
-	ASSERT_EQ(4, read(save_fd, bar0 + 4, 4));
+	/*
+	 * Offset 4: edu's liveness register, ivshmem's interrupt status. A
+	 * driver that fences the BARs in STOP_COPY makes the copy fault.
+	 */
+	if (env_is("VFIO_MIGRATION_TEST_FENCE", "1")) {
+		ASSERT_EQ(-1, read(save_fd, bar0 + 4, 4));
+		ASSERT_EQ(EFAULT, errno);
+	} else {
+		ASSERT_EQ(4, read(save_fd, bar0 + 4, 4));
+	}
 	ASSERT_EQ(0, ioctl(fd, VFIO_DEVICE_RESET, NULL));
 	ASSERT_EQ(VFIO_DEVICE_STATE_RUNNING, get_state(fd));
 	ASSERT_EQ(-1, read(save_fd, buf, sizeof(buf)));
@@ -548,6 +637,481 @@ TEST_F(migration, p2p_states_are_reachable)
 		ASSERT_EQ(-1, data_fd);
 		ASSERT_EQ(path[i], get_state(fd));
 	}
+}
+
+static const __u32 all_states[] = {
+	VFIO_DEVICE_STATE_ERROR, VFIO_DEVICE_STATE_STOP, VFIO_DEVICE_STATE_RUNNING,
+	VFIO_DEVICE_STATE_STOP_COPY, VFIO_DEVICE_STATE_RESUMING,
+	VFIO_DEVICE_STATE_RUNNING_P2P, VFIO_DEVICE_STATE_PRE_COPY,
+	VFIO_DEVICE_STATE_PRE_COPY_P2P,
+};
+
+static bool is_precopy(__u32 s)
+{
+	return s == VFIO_DEVICE_STATE_PRE_COPY || s == VFIO_DEVICE_STATE_PRE_COPY_P2P;
+}
+
+/*
+ * What the uAPI says of a request for @to in @from, for a device with
+ * STOP_COPY | P2P | PRE_COPY: the result, whether a new data_fd comes back,
+ * and whether the data_fd of @from (if any) lives on.
+ */
+static int expected_arc(__u32 from, __u32 to, bool *new_fd, bool *old_lives)
+{
+	*new_fd = false;
+	*old_lives = true;
+	if (to == VFIO_DEVICE_STATE_ERROR || from == VFIO_DEVICE_STATE_ERROR)
+		return -EINVAL;	/* ERROR is never requested, only a reset leaves it */
+	if (from == to)
+		return 0;
+	if (from == VFIO_DEVICE_STATE_STOP_COPY && is_precopy(to))
+		return -EINVAL;	/* the blocked transitions */
+	if (is_precopy(from) && (is_precopy(to) || to == VFIO_DEVICE_STATE_STOP_COPY))
+		return 0;	/* the same saving session goes on */
+	*old_lives = false;
+	*new_fd = to == VFIO_DEVICE_STATE_STOP_COPY || to == VFIO_DEVICE_STATE_RESUMING ||
+		  is_precopy(to);
+	return 0;
+}
+
+/*
+ * Bring the device from RUNNING to @state; the data_fd of the session, if
+ * any, goes to @data_fd. RESUMING gets the whole of @stream, ERROR is reached
+ * by an incomplete resume. 0 or -errno.
+ */
+static int reach(int fd, __u32 state, const char *stream, size_t len, int *data_fd)
+{
+	char byte = 0;
+	int ret;
+
+	*data_fd = -1;
+	switch (state) {
+	case VFIO_DEVICE_STATE_RUNNING:
+		return 0;
+	case VFIO_DEVICE_STATE_RESUMING:
+		ret = set_state(fd, state, data_fd);
+		return ret ? ret : write_all(*data_fd, stream, len);
+	case VFIO_DEVICE_STATE_ERROR:
+		ret = set_state(fd, VFIO_DEVICE_STATE_RESUMING, data_fd);
+		if (ret)
+			return ret;
+		if (write(*data_fd, &byte, 1) != 1)
+			return -errno;
+		close(*data_fd);
+		*data_fd = -1;
+		return set_state(fd, VFIO_DEVICE_STATE_STOP, NULL) == -EINVAL ? 0 : -EPROTO;
+	default:
+		return set_state(fd, state, data_fd);
+	}
+}
+
+/*
+ * Every (from, to) pair of the eight states: the result, the state after,
+ * whether a data_fd came back (read-only for saving, write-only for
+ * resuming), and whether the old session ended, all as the uAPI says.
+ */
+TEST_F(migration, state_matrix_8x8_follows_the_uapi)
+{
+	int fd = self->device->fd, old_fd, new_fd, ret, want, failures = 0, arcs = 0;
+	bool want_new, old_lives;
+	__u32 after, want_after;
+	long long len;
+	char *stream;
+	size_t i, j;
+
+	if (self->want_flags != (VFIO_MIGRATION_STOP_COPY | VFIO_MIGRATION_P2P |
+				 VFIO_MIGRATION_PRE_COPY))
+		SKIP(return, "the matrix is for STOP_COPY | P2P | PRE_COPY");
+
+	stream = save_stream(fd, &len);
+	ASSERT_NE(NULL, stream);
+
+	for (i = 0; i < ARRAY_SIZE(all_states); i++) {
+		for (j = 0; j < ARRAY_SIZE(all_states); j++) {
+			__u32 from = all_states[i], to = all_states[j];
+
+			ASSERT_EQ(0, ioctl(fd, VFIO_DEVICE_RESET, NULL));
+			ASSERT_EQ(VFIO_DEVICE_STATE_RUNNING, get_state(fd));
+			ret = reach(fd, from, stream, len, &old_fd);
+			if (ret || get_state(fd) != from) {
+				TH_LOG("cannot reach %s: %s", state_name(from), strerror(-ret));
+				failures++;
+				continue;
+			}
+			want = expected_arc(from, to, &want_new, &old_lives);
+			ret = set_state(fd, to, &new_fd);
+			after = get_state(fd);
+			want_after = want ? from : to;
+			arcs++;
+			if (ret != want || after != want_after || (new_fd >= 0) != want_new) {
+				TH_LOG("%s -> %s: got %d (%s), now %s, data_fd %d; want %d, %s, %s",
+				       state_name(from), state_name(to), ret, strerror(-ret),
+				       state_name(after), new_fd, want, state_name(want_after),
+				       want_new ? "a data_fd" : "none");
+				failures++;
+			} else if (new_fd >= 0 &&
+				   (fcntl(new_fd, F_GETFL) & O_ACCMODE) !=
+				   (to == VFIO_DEVICE_STATE_RESUMING ? O_WRONLY : O_RDONLY)) {
+				TH_LOG("%s -> %s: data_fd has the wrong access mode",
+				       state_name(from), state_name(to));
+				failures++;
+			} else if (old_fd >= 0 && session_ended(old_fd) == old_lives) {
+				TH_LOG("%s -> %s: the old session %s", state_name(from),
+				       state_name(to), old_lives ? "ended" : "lives on");
+				failures++;
+			}
+			if (new_fd >= 0)
+				close(new_fd);
+			if (old_fd >= 0)
+				close(old_fd);
+		}
+	}
+	ASSERT_EQ(0, ioctl(fd, VFIO_DEVICE_RESET, NULL));
+	free(stream);
+	ksft_print_msg("state matrix: %d arcs checked, %d wrong\n", arcs, failures);
+	ASSERT_EQ(64, arcs);
+	ASSERT_EQ(0, failures);
+}
+
+/* The mmapped BAR with the most bytes, or -1. */
+static int largest_mmapped_bar(struct vfio_pci_device *device)
+{
+	int i, best = -1;
+
+	for (i = 0; i < PCI_STD_NUM_BARS; i++) {
+		if (!device->bars[i].vaddr)
+			continue;
+		if (best < 0 || device->bars[i].info.size > device->bars[best].info.size)
+			best = i;
+	}
+	return best;
+}
+
+static sigjmp_buf sigbus_jmp;
+
+static void on_sigbus(int sig)
+{
+	siglongjmp(sigbus_jmp, 1);
+}
+
+/* Touch @p (a write of @value if @write): 0, or SIGBUS if the access faulted. */
+static int touch(volatile char *p, bool write, char value)
+{
+	struct sigaction sa = { .sa_handler = on_sigbus }, old;
+	int ret = 0;
+
+	sigaction(SIGBUS, &sa, &old);
+	if (sigsetjmp(sigbus_jmp, 1))
+		ret = SIGBUS;
+	else if (write)
+		*p = value;
+	else
+		(void)*p;
+	sigaction(SIGBUS, &old, NULL);
+	return ret;
+}
+
+/*
+ * While the device is stopped (STOP, STOP_COPY, RESUMING) the user cannot
+ * reach its BARs: mmap accesses raise SIGBUS and region read/write fail with
+ * EIO, so nothing can change the state being saved or restored. Back in
+ * RUNNING both work again and the memory is as it was.
+ */
+TEST_F(migration, bars_are_fenced_while_stopped)
+{
+	static const __u32 stopped[] = {
+		VFIO_DEVICE_STATE_STOP, VFIO_DEVICE_STATE_STOP_COPY, VFIO_DEVICE_STATE_STOP,
+		VFIO_DEVICE_STATE_RESUMING,
+	};
+	int fd = self->device->fd, bar, data_fd;
+	volatile char *mem;
+	__u64 offset;
+	char v, c;
+	size_t i;
+
+	if (!env_is("VFIO_MIGRATION_TEST_FENCE", "1"))
+		SKIP(return, "the driver does not fence its BARs");
+	bar = largest_mmapped_bar(self->device);
+	ASSERT_GE(bar, 0);
+	mem = self->device->bars[bar].vaddr;
+	offset = self->device->bars[bar].info.offset;
+
+	ASSERT_EQ(0, touch(mem, true, 0x5a));
+	v = mem[0];
+	ASSERT_EQ(1, pread(fd, &c, 1, offset));
+	ASSERT_EQ(v, c);
+
+	for (i = 0; i < ARRAY_SIZE(stopped); i++) {
+		ASSERT_EQ(0, set_state(fd, stopped[i], &data_fd));
+		ASSERT_EQ(SIGBUS, touch(mem, false, 0));
+		ASSERT_EQ(SIGBUS, touch(mem, true, (char)~v));
+		ASSERT_EQ(-1, pread(fd, &c, 1, offset));
+		ASSERT_EQ(EIO, errno);
+		ASSERT_EQ(-1, pwrite(fd, &c, 1, offset));
+		ASSERT_EQ(EIO, errno);
+		if (data_fd >= 0)
+			close(data_fd);
+	}
+	/* RESUMING got no stream: back through a reset. */
+	ASSERT_EQ(0, ioctl(fd, VFIO_DEVICE_RESET, NULL));
+	ASSERT_EQ(VFIO_DEVICE_STATE_RUNNING, get_state(fd));
+	ASSERT_EQ(0, touch(mem, false, 0));
+	ASSERT_EQ(v, mem[0]);
+	ASSERT_EQ(1, pread(fd, &c, 1, offset));
+	ASSERT_EQ(v, c);
+}
+
+/*
+ * Closing a data_fd in the middle of the stream ends nothing else: the device
+ * leaves STOP_COPY normally and a new session saves the whole stream again.
+ */
+TEST_F(migration, closing_data_fd_mid_stream_keeps_the_device_usable)
+{
+	int fd = self->device->fd, save_fd;
+	long long size;
+	char *buf;
+
+	if (self->want_flags <= 0)
+		SKIP(return, "no migration expected");
+	size = data_size(fd);
+	ASSERT_GT(size, 16);
+	buf = malloc(size + 1);
+	ASSERT_NE(NULL, buf);
+
+	ASSERT_EQ(0, set_state(fd, VFIO_DEVICE_STATE_STOP_COPY, &save_fd));
+	ASSERT_EQ(16, read(save_fd, buf, 16));
+	close(save_fd);
+	ASSERT_EQ(0, set_state(fd, VFIO_DEVICE_STATE_STOP, NULL));
+	ASSERT_EQ(0, set_state(fd, VFIO_DEVICE_STATE_STOP_COPY, &save_fd));
+	ASSERT_EQ(size, read_all(save_fd, buf, size + 1, 4096));
+	close(save_fd);
+	ASSERT_EQ(0, set_state(fd, VFIO_DEVICE_STATE_RUNNING, NULL));
+	free(buf);
+}
+
+/*
+ * MIG_DATA_SIZE is exact: in RUNNING and STOP it is the length of a full
+ * stream, in PRE_COPY and STOP_COPY what is left of the session's stream.
+ */
+TEST_F(migration, data_size_is_exact_in_every_saving_state)
+{
+	int fd = self->device->fd, save_fd;
+	long long size;
+	char buf[64];
+
+	if (self->want_flags != (VFIO_MIGRATION_STOP_COPY | VFIO_MIGRATION_P2P |
+				 VFIO_MIGRATION_PRE_COPY))
+		SKIP(return, "needs STOP_COPY | P2P | PRE_COPY");
+	size = data_size(fd);
+	ASSERT_GT(size, (long long)sizeof(buf));
+	ASSERT_EQ(0, set_state(fd, VFIO_DEVICE_STATE_STOP, NULL));
+	ASSERT_EQ(size, data_size(fd));
+	ASSERT_EQ(0, set_state(fd, VFIO_DEVICE_STATE_RUNNING, NULL));
+	ASSERT_EQ(0, set_state(fd, VFIO_DEVICE_STATE_PRE_COPY, &save_fd));
+	ASSERT_EQ(size, data_size(fd));
+	ASSERT_EQ(1, read(save_fd, buf, 1));
+	ASSERT_EQ(size - 1, data_size(fd));
+	ASSERT_EQ(0, set_state(fd, VFIO_DEVICE_STATE_STOP_COPY, NULL));
+	ASSERT_EQ(size - 1, data_size(fd));
+	ASSERT_EQ((ssize_t)sizeof(buf), read(save_fd, buf, sizeof(buf)));
+	ASSERT_EQ(size - 1 - (long long)sizeof(buf), data_size(fd));
+	ASSERT_EQ(0, set_state(fd, VFIO_DEVICE_STATE_RUNNING, NULL));
+	close(save_fd);
+}
+
+/*
+ * A stream whose header is not this device's (a flipped byte in the magic, or
+ * in the device id) is refused by the very write that completes the header,
+ * before anything reaches the device; the session stays refused, RESUMING ->
+ * STOP fails into ERROR, and the device's memory is as it was.
+ */
+TEST_F(migration, resume_refuses_a_foreign_header_before_touching_the_device)
+{
+	static const struct { size_t byte; int err; } cases[] = {
+		{ 0, EINVAL },		/* magic */
+		{ 4, EPROTONOSUPPORT },	/* major version */
+		{ 16, EPROTO },		/* vendor id */
+		{ 48, EPROTO },		/* payload length */
+	};
+	int fd = self->device->fd, load_fd, bar;
+	long long len;
+	char *stream, *before;
+	size_t i, size;
+
+	if (!env_is("VFIO_MIGRATION_TEST_STREAM", "rustmig"))
+		SKIP(return, "not a rustmig stream");
+	bar = largest_mmapped_bar(self->device);
+	ASSERT_GE(bar, 0);
+	size = self->device->bars[bar].info.size;
+	before = malloc(size);
+	ASSERT_NE(NULL, before);
+	stream = save_stream(fd, &len);
+	ASSERT_NE(NULL, stream);
+	ASSERT_GT(len, 64);
+
+	for (i = 0; i < ARRAY_SIZE(cases); i++) {
+		/* Make the device's memory differ from the stream's. */
+		memset(self->device->bars[bar].vaddr, 0xa5 + i, size);
+		memcpy(before, self->device->bars[bar].vaddr, size);
+		stream[cases[i].byte] ^= 0x01;
+		ASSERT_EQ(0, set_state(fd, VFIO_DEVICE_STATE_RESUMING, &load_fd));
+		ASSERT_EQ(32, write(load_fd, stream, 32));
+		ASSERT_EQ(-1, write(load_fd, stream + 32, len - 32));
+		ASSERT_EQ(cases[i].err, errno);
+		ASSERT_EQ(-1, write(load_fd, stream + 64, 1));
+		ASSERT_EQ(cases[i].err, errno);
+		ASSERT_EQ(-cases[i].err, set_state(fd, VFIO_DEVICE_STATE_STOP, NULL));
+		ASSERT_EQ(VFIO_DEVICE_STATE_ERROR, get_state(fd));
+		close(load_fd);
+		ASSERT_EQ(0, ioctl(fd, VFIO_DEVICE_RESET, NULL));
+		ASSERT_EQ(0, memcmp(before, self->device->bars[bar].vaddr, size));
+		stream[cases[i].byte] ^= 0x01;
+	}
+	free(stream);
+	free(before);
+}
+
+/* Kernel memory in use (KiB), from /proc/meminfo kept open in @fd. */
+static long long kernel_kib(int fd)
+{
+	long long total = 0, v;
+	char buf[8192], *line;
+	ssize_t n;
+
+	n = pread(fd, buf, sizeof(buf) - 1, 0);
+	if (n <= 0)
+		return -1;
+	buf[n] = 0;
+	for (line = buf; line && *line; line = strchr(line, '\n'), line = line ? line + 1 : NULL) {
+		if (sscanf(line, "MemTotal: %lld", &v) == 1)
+			total += v;
+		else if (sscanf(line, "MemFree: %lld", &v) == 1 ||
+			 sscanf(line, "Buffers: %lld", &v) == 1 ||
+			 sscanf(line, "Cached: %lld", &v) == 1 ||
+			 sscanf(line, "AnonPages: %lld", &v) == 1)
+			total -= v;
+	}
+	return total;
+}
+
+static double now(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return t.tv_sec + t.tv_nsec / 1e9;
+}
+
+/* The pattern word @i of the round trip. */
+static __u64 pattern(size_t i)
+{
+	__u64 x = i * 0x9e3779b97f4a7c15ULL + 0x632be59bd9b4e019ULL;
+
+	return x ^ (x >> 29);
+}
+
+/* The first word of @len bytes at @p that is not the pattern, or @len / 8. */
+static size_t pattern_mismatch(const volatile __u64 *p, size_t len)
+{
+	size_t i;
+
+	for (i = 0; i < len / 8 && p[i] == pattern(i); i++)
+		;
+	return i;
+}
+
+/*
+ * Save this device with a pattern in its state BAR, load the stream into the
+ * peer (another device of the same kind) and compare the peer's BAR with the
+ * pattern byte for byte. The save reads the stream in 1 MiB reads while
+ * sampling the kernel's memory use: it must grow by less than 2 MiB, whatever
+ * the size of the state (the stream is built a record at a time).
+ */
+TEST_F(migration, round_trip_to_peer_is_bit_exact)
+{
+	const char *peer_bdf = getenv("VFIO_MIGRATION_TEST_PEER");
+	const char *bar_env = getenv("VFIO_MIGRATION_TEST_BAR");
+	long long size, total = 0, base, peak, k;
+	struct vfio_pci_device *peer;
+	int fd = self->device->fd, save_fd, load_fd, mfd, bar;
+	struct iommu *peer_iommu;
+	double t0, t_save, t_load;
+	volatile __u64 *src, *dst;
+	size_t len, off;
+	ssize_t n;
+	char *buf;
+
+	if (self->want_flags <= 0 || !peer_bdf || !bar_env)
+		SKIP(return, "no peer device or state BAR given");
+	bar = atoi(bar_env);
+	peer_iommu = iommu_init(MODE_IOMMUFD);
+	peer = vfio_pci_device_init(peer_bdf, peer_iommu);
+	src = self->device->bars[bar].vaddr;
+	dst = peer->bars[bar].vaddr;
+	ASSERT_NE(NULL, src);
+	ASSERT_NE(NULL, dst);
+	len = self->device->bars[bar].info.size;
+	ASSERT_EQ(len, peer->bars[bar].info.size);
+
+	for (off = 0; off < len / 8; off++) {
+		src[off] = pattern(off);
+		dst[off] = 0;
+	}
+
+	size = data_size(fd);
+	ASSERT_GT(size, (long long)len);
+	buf = malloc(size);
+	ASSERT_NE(NULL, buf);
+	memset(buf, 0, size);	/* fault the buffer in before measuring */
+	mfd = open("/proc/meminfo", O_RDONLY);
+	ASSERT_GE(mfd, 0);
+	base = peak = kernel_kib(mfd);
+	ASSERT_GT(base, 0);
+
+	t0 = now();
+	ASSERT_EQ(0, set_state(fd, VFIO_DEVICE_STATE_STOP_COPY, &save_fd));
+	for (;;) {
+		n = read(save_fd, buf + total, size - total < (1 << 20) ? size - total : (1 << 20));
+		ASSERT_GE(n, 0) TH_LOG("read at %lld: %s", total, strerror(errno));
+		if (n == 0)
+			break;
+		total += n;
+		k = kernel_kib(mfd);
+		if (k > peak)
+			peak = k;
+	}
+	t_save = now() - t0;
+	close(mfd);
+	ASSERT_EQ(size, total);
+	close(save_fd);
+	ASSERT_EQ(0, set_state(fd, VFIO_DEVICE_STATE_RUNNING, NULL));
+
+	t0 = now();
+	ASSERT_EQ(0, set_state(peer->fd, VFIO_DEVICE_STATE_RESUMING, &load_fd));
+	for (off = 0, n = 0; off < (size_t)size; off += n) {
+		n = size - off < (1 << 20) - 3 ? size - off : (1 << 20) - 3;
+		ASSERT_EQ(n, write(load_fd, buf + off, n)) TH_LOG("write at %zu: %s", off,
+								strerror(errno));
+	}
+	ASSERT_EQ(0, set_state(peer->fd, VFIO_DEVICE_STATE_STOP, NULL));
+	close(load_fd);
+	ASSERT_EQ(0, set_state(peer->fd, VFIO_DEVICE_STATE_RUNNING, NULL));
+	t_load = now() - t0;
+
+	off = pattern_mismatch(dst, len);
+	ASSERT_EQ(len / 8, off) TH_LOG("the peer differs at BAR%d offset %zu", bar, off * 8);
+	off = pattern_mismatch(src, len);
+	ASSERT_EQ(len / 8, off) TH_LOG("the source changed at BAR%d offset %zu", bar, off * 8);
+
+	ksft_print_msg("round trip %s -> %s: BAR%d %zu KiB, stream %lld bytes, bit-exact\n",
+		       device_bdf, peer_bdf, bar, len >> 10, size);
+	ksft_print_msg("save %.2f s, load %.2f s; kernel memory growth during the save: %lld KiB\n",
+		       t_save, t_load, peak - base);
+	ASSERT_LT(peak - base, 2048);
+
+	free(buf);
+	vfio_pci_device_cleanup(peer);
+	iommu_cleanup(peer_iommu);
 }
 
 int main(int argc, char *argv[])

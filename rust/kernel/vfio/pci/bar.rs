@@ -1,0 +1,392 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Access to the BARs of a vfio-pci device: the driver's own, and fencing off the user's.
+//!
+//! A migration driver must be able to stop a device from changing while its state is saved or
+//! restored, including changes the user makes through the BARs. [`Device::fence_bars`] blocks
+//! every user access to the memory and I/O BARs: a fault on a BAR mmap raises `SIGBUS` (the
+//! mappings are zapped, as `vfio_pci_core` does when memory decoding is off) and a `read()` or
+//! `write()` of a BAR region on the device fd fails with `EIO`. [`Device::unfence_bars`] lifts
+//! the fence; mappings fault back in on the next access.
+//!
+//! The driver itself reads and writes the BARs through [`Device::lock_bars`], fenced or not,
+//! while the device is open. [`DeviceIo`] is a counted
+//! reference to a device for objects that outlive a callback, such as migration data files.
+//!
+//! # Locking
+//!
+//! - `vfio_pci_core`'s `memory_lock` protects the fence flag against the mmap fault handler, and
+//!   the device's memory decoding while the driver accesses a BAR.
+//! - `BarGate::rw` orders a fence against BAR `read()`/`write()` calls in flight; it is taken
+//!   before `memory_lock` and before any user copy, never the other way round.
+//! - [`Device::fence_bars`] and [`Device::lock_bars`] take `memory_lock`: they must not be
+//!   called from `reset_done`, which may run under it, and no user copy may happen while a
+//!   [`BarGuard`] is held (a fault on a BAR mmap takes `memory_lock`).
+
+use super::{
+    Device,
+    Driver, //
+};
+use crate::{
+    bindings,
+    new_mutex,
+    prelude::*,
+    sync::{
+        atomic::{
+            Acquire,
+            Atomic,
+            Relaxed,
+            Release, //
+        },
+        Mutex,
+    }, //
+};
+use core::ptr::NonNull;
+
+/// The number of memory and I/O BARs of a PCI function.
+pub const NUM_BARS: u32 = bindings::VFIO_PCI_ROM_REGION_INDEX;
+
+/// The shift from a region index to its offset in the device fd (`VFIO_PCI_OFFSET_SHIFT`).
+const OFFSET_SHIFT: u32 = bindings::VFIO_PCI_OFFSET_SHIFT;
+
+/// The state of a device's BARs kept by the abstraction.
+#[pin_data]
+pub(super) struct BarGate {
+    /// User access to the BARs is fenced off. Set under `memory_lock` held for writing, read by
+    /// the fault handler under `memory_lock` held for reading.
+    fenced: Atomic<bool>,
+    /// The device is open, so `vfio_pci_core` has its BARs mapped. Changed under `memory_lock`
+    /// held for writing.
+    open: Atomic<bool>,
+    /// Held across a user `read()`/`write()` of a BAR region, and by a fence.
+    #[pin]
+    rw: Mutex<()>,
+}
+
+impl BarGate {
+    /// Creates the gate of a closed, unfenced device.
+    pub(super) fn new() -> impl PinInit<Self> {
+        pin_init!(BarGate {
+            fenced: Atomic::new(false),
+            open: Atomic::new(false),
+            rw <- new_mutex!((), "vfio::pci::BarGate::rw"),
+        })
+    }
+}
+
+/// The driver's access to the BARs of an open device, from [`Device::lock_bars`].
+///
+/// Holds `memory_lock` for writing with memory decoding enabled; both are restored on drop.
+pub struct BarGuard<'a, T: Driver> {
+    dev: &'a Device<T>,
+    cmd: u16,
+}
+
+impl<'a, T: Driver> BarGuard<'a, T> {
+    /// Takes `memory_lock` for writing and enables memory decoding, as
+    /// `vfio_pci_memory_lock_and_enable` does.
+    fn new(dev: &'a Device<T>) -> Self {
+        let core = dev.as_raw();
+        let mut cmd = 0u16;
+        // Like `vfio_pci_memory_lock_and_enable`, which is not exported.
+        // SAFETY: `core` is a valid core device whose `memory_lock` was initialised by
+        // `vfio_pci_core_init_dev`; `pdev` is its PCI device, alive while the core device is.
+        unsafe {
+            bindings::down_write(&raw mut (*core).memory_lock);
+            let pdev = (*core).pdev;
+            bindings::pci_read_config_word(pdev, bindings::PCI_COMMAND as i32, &mut cmd);
+            if u32::from(cmd) & bindings::PCI_COMMAND_MEMORY == 0 {
+                // CAST: PCI_COMMAND_MEMORY is bit 1 of the 16-bit command register.
+                let on = cmd | bindings::PCI_COMMAND_MEMORY as u16;
+                bindings::pci_write_config_word(pdev, bindings::PCI_COMMAND as i32, on);
+            }
+        }
+        Self { dev, cmd }
+    }
+
+    /// Returns the kernel mapping of `len` bytes at `offset` of BAR `bar`.
+    fn map(&self, bar: u32, offset: u64, len: usize) -> Result<*mut c_void> {
+        let end = offset.checked_add(len as u64).ok_or(EINVAL)?;
+        if end > self.dev.bar_len(bar) {
+            return Err(EINVAL);
+        }
+        // SAFETY: `memory_lock` is held and `lock_bars` saw the device open, so `barmap` is set
+        // up and stable; `bar` < `NUM_BARS` since the BAR has a length.
+        let base = unsafe { (*self.dev.as_raw()).barmap[bar as usize] };
+        if base.is_null() {
+            return Err(ENODEV);
+        }
+        // CAST: `offset` < the BAR's length, which fits the address space it is mapped into.
+        // SAFETY: `base` maps the whole BAR and `offset + len` is within it.
+        Ok(unsafe { base.add(offset as usize) })
+    }
+
+    /// Reads `buf.len()` bytes at `offset` of BAR `bar` into `buf`.
+    ///
+    /// Fails with [`EINVAL`] for a range outside the BAR and [`ENODEV`] for a BAR that is not
+    /// mapped (not implemented, or not memory).
+    pub fn read(&self, bar: u32, offset: u64, buf: &mut [u8]) -> Result {
+        let src = self.map(bar, offset, buf.len())?;
+        // SAFETY: `src` maps `buf.len()` bytes of the BAR; `buf` is valid for as many.
+        unsafe { bindings::memcpy_fromio(buf.as_mut_ptr().cast(), src, buf.len()) };
+        Ok(())
+    }
+
+    /// Reads the 32-bit register at `offset` (4-byte aligned) of BAR `bar`.
+    pub fn read32(&self, bar: u32, offset: u64) -> Result<u32> {
+        let p = self.map_aligned(bar, offset, 4)?;
+        // SAFETY: `p` maps an aligned register of the BAR.
+        Ok(unsafe { bindings::readl(p) })
+    }
+
+    /// Writes the 32-bit register at `offset` (4-byte aligned) of BAR `bar`.
+    pub fn write32(&self, bar: u32, offset: u64, value: u32) -> Result {
+        let p = self.map_aligned(bar, offset, 4)?;
+        // SAFETY: `p` maps an aligned register of the BAR.
+        unsafe { bindings::writel(value, p) };
+        Ok(())
+    }
+
+    /// Reads the 64-bit register at `offset` (8-byte aligned) of BAR `bar`.
+    pub fn read64(&self, bar: u32, offset: u64) -> Result<u64> {
+        let p = self.map_aligned(bar, offset, 8)?;
+        // SAFETY: `p` maps an aligned register of the BAR.
+        Ok(unsafe { bindings::readq(p) })
+    }
+
+    /// Writes the 64-bit register at `offset` (8-byte aligned) of BAR `bar`.
+    pub fn write64(&self, bar: u32, offset: u64, value: u64) -> Result {
+        let p = self.map_aligned(bar, offset, 8)?;
+        // SAFETY: `p` maps an aligned register of the BAR.
+        unsafe { bindings::writeq(value, p) };
+        Ok(())
+    }
+
+    /// Maps a naturally aligned register of `size` bytes.
+    fn map_aligned(&self, bar: u32, offset: u64, size: usize) -> Result<*mut c_void> {
+        if offset % size as u64 != 0 {
+            return Err(EINVAL);
+        }
+        self.map(bar, offset, size)
+    }
+
+    /// Writes `buf` at `offset` of BAR `bar`. Fails as [`BarGuard::read`] does.
+    pub fn write(&self, bar: u32, offset: u64, buf: &[u8]) -> Result {
+        let dst = self.map(bar, offset, buf.len())?;
+        // SAFETY: `dst` maps `buf.len()` bytes of the BAR; `buf` is valid for as many.
+        unsafe { bindings::memcpy_toio(dst, buf.as_ptr().cast(), buf.len()) };
+        Ok(())
+    }
+}
+
+impl<T: Driver> Drop for BarGuard<'_, T> {
+    fn drop(&mut self) {
+        let core = self.dev.as_raw();
+        // SAFETY: `new` took `memory_lock` for writing; the command register is restored before
+        // it is released, as `vfio_pci_memory_unlock_and_restore` does.
+        unsafe {
+            bindings::pci_write_config_word((*core).pdev, bindings::PCI_COMMAND as i32, self.cmd);
+            bindings::up_write(&raw mut (*core).memory_lock);
+        }
+    }
+}
+
+/// Returns the BAR index of a device fd offset, or `None` for config space and other regions.
+fn bar_of_offset(pos: i64) -> Option<u32> {
+    let index = u64::try_from(pos).ok()? >> OFFSET_SHIFT;
+    // CAST: Below `NUM_BARS`.
+    (index < u64::from(NUM_BARS)).then_some(index as u32)
+}
+
+impl<T: Driver> Device<T> {
+    /// Fences off user access to the BARs until [`Device::unfence_bars`].
+    ///
+    /// Waits for BAR `read()`/`write()` calls in flight, zaps every BAR mmap and makes further
+    /// faults on them raise `SIGBUS` and BAR `read()`/`write()` fail with `EIO`. Must not be
+    /// called from [`Driver::reset_done`] (see the module's locking rules).
+    pub fn fence_bars(&self) {
+        let core = self.as_raw();
+        let _rw = self.bars.rw.lock();
+        // SAFETY: `core` is a valid core device; its `memory_lock` is initialised.
+        unsafe { bindings::down_write(&raw mut (*core).memory_lock) };
+        self.bars.fenced.store(true, Release);
+        let start = 0i64;
+        let len = i64::from(NUM_BARS) << OFFSET_SHIFT;
+        // SAFETY: `inode` is the device's inode, set by `vfio_init_device` and alive as long as
+        // the device; unmapping a range of its mapping is always allowed. `memory_lock` is held
+        // for writing, so no fault can map a page back until the fence is visible.
+        unsafe {
+            bindings::unmap_mapping_range((*(*core).vdev.inode).i_mapping, start, len, 1);
+            bindings::up_write(&raw mut (*core).memory_lock);
+        }
+    }
+
+    /// Lifts the fence of [`Device::fence_bars`].
+    ///
+    /// Takes no lock, so it may be called from [`Driver::reset_done`].
+    pub fn unfence_bars(&self) {
+        self.bars.fenced.store(false, Release);
+    }
+
+    /// Returns whether user access to the BARs is fenced off.
+    pub fn bars_fenced(&self) -> bool {
+        self.bars.fenced.load(Acquire)
+    }
+
+    /// Returns the length of BAR `bar`, 0 if it is not implemented.
+    pub fn bar_len(&self, bar: u32) -> u64 {
+        if bar >= NUM_BARS {
+            return 0;
+        }
+        // SAFETY: `pdev` is valid as long as the core device; `bar` indexes `resource`.
+        let res = unsafe { &(*(*self.as_raw()).pdev).resource[bar as usize] };
+        if res.end > res.start {
+            res.end - res.start + 1
+        } else {
+            0
+        }
+    }
+
+    /// Locks the BARs for the driver's own accesses: takes `memory_lock` for writing and
+    /// enables memory decoding until the guard is dropped.
+    ///
+    /// Works whether or not the BARs are fenced. Fails with [`ENODEV`] when the device is not
+    /// open and [`EIO`] when the user put it in a low power state. While the guard is held, the
+    /// device cannot be reset and its mmaps cannot fault: the caller must not copy from or to
+    /// user memory, which may be such an mmap.
+    pub fn lock_bars(&self) -> Result<BarGuard<'_, T>> {
+        let guard = BarGuard::new(self);
+        if !self.bars.open.load(Relaxed) {
+            return Err(ENODEV);
+        }
+        // SAFETY: `memory_lock` is held, so `pm_runtime_engaged` is stable.
+        if unsafe { (*self.as_raw()).pm_runtime_engaged } {
+            return Err(EIO);
+        }
+        Ok(guard)
+    }
+
+    /// Marks the device open or closed for [`Device::lock_bars`].
+    pub(super) fn set_bars_open(&self, open: bool) {
+        let core = self.as_raw();
+        // SAFETY: `core` is valid and its `memory_lock` initialised.
+        unsafe { bindings::down_write(&raw mut (*core).memory_lock) };
+        self.bars.open.store(open, Relaxed);
+        // SAFETY: Taken above.
+        unsafe { bindings::up_write(&raw mut (*core).memory_lock) };
+    }
+
+    /// Returns a counted reference to the device, for objects that outlive a callback.
+    pub fn io(&self) -> DeviceIo<T> {
+        // SAFETY: The device is valid; the reference is dropped by `DeviceIo::drop`.
+        unsafe { bindings::get_device(&raw mut (*self.as_vfio_raw()).device) };
+        // INVARIANT: The reference was taken above.
+        DeviceIo {
+            dev: NonNull::from(self),
+        }
+    }
+
+    /// Runs `rw`, a `read()` or `write()` of the device fd at `pos`, unless it is on a BAR while
+    /// the BARs are fenced.
+    pub(super) fn rw_gated(&self, pos: i64, rw: impl FnOnce() -> isize) -> isize {
+        if bar_of_offset(pos).is_none() {
+            return rw();
+        }
+        let _rw = self.bars.rw.lock();
+        if self.bars.fenced.load(Acquire) {
+            return EIO.to_errno() as isize;
+        }
+        rw()
+    }
+
+    /// Handles a fault on a BAR mmap: maps the page unless the BARs are fenced.
+    ///
+    /// # Safety
+    ///
+    /// `vmf` is a fault on a VMA set up by `vfio_pci_core_mmap` for a BAR of this device.
+    pub(super) unsafe fn bar_fault(&self, vmf: *mut bindings::vm_fault) -> bindings::vm_fault_t {
+        let core = self.as_raw();
+        // SAFETY: The caller guarantees `vmf` and its VMA are valid for the fault.
+        let (vm_pgoff, pgoff) = unsafe {
+            (
+                (*(*vmf).__bindgen_anon_1.vma).vm_pgoff,
+                (*vmf).__bindgen_anon_1.pgoff,
+            )
+        };
+        let shift = OFFSET_SHIFT - bindings::PAGE_SHIFT;
+        let bar = vm_pgoff >> shift;
+        let in_bar = pgoff & ((1 << shift) - 1);
+        // SAFETY: `vfio_pci_core_mmap` accepted the VMA, so `bar` is a BAR of `pdev`.
+        let start = unsafe { (*(*core).pdev).resource[bar].start };
+        let pfn = (start >> bindings::PAGE_SHIFT) as usize + in_bar;
+
+        // SAFETY: `memory_lock` is initialised; the fault handler may sleep.
+        unsafe { bindings::down_read(&raw mut (*core).memory_lock) };
+        let ret = if self.bars.fenced.load(Acquire) {
+            bindings::vm_fault_reason_VM_FAULT_SIGBUS
+        } else {
+            // SAFETY: `memory_lock` is held for reading, as the function requires, and `pfn`
+            // is the page of the BAR that `vmf` faults on, as `vfio_pci_core` computes it.
+            unsafe { bindings::vfio_pci_vmf_insert_pfn(core, vmf, pfn, 0) }
+        };
+        // SAFETY: Taken above.
+        unsafe { bindings::up_read(&raw mut (*core).memory_lock) };
+        ret
+    }
+}
+
+/// A counted reference to a [`Device`], for objects that outlive a driver callback, such as a
+/// migration data file.
+///
+/// It keeps the device's memory, and so its driver data, alive; it gives BAR access only while
+/// the device is open (the accessors fail with [`ENODEV`] otherwise).
+///
+/// # Invariants
+///
+/// `dev` is a device on which this holds a reference (`get_device` on its `struct device`).
+pub struct DeviceIo<T: Driver> {
+    dev: NonNull<Device<T>>,
+}
+
+// SAFETY: `DeviceIo` gives the same access as `&Device<T>`, which is `Send + Sync`, and its
+// reference may be dropped on any thread.
+unsafe impl<T: Driver> Send for DeviceIo<T> {}
+// SAFETY: See the `Send` implementation.
+unsafe impl<T: Driver> Sync for DeviceIo<T> {}
+
+impl<T: Driver> DeviceIo<T> {
+    /// Returns the device.
+    fn dev(&self) -> &Device<T> {
+        // SAFETY: By the type invariants the device is alive while `self` is.
+        unsafe { self.dev.as_ref() }
+    }
+
+    /// Returns the driver's data.
+    pub fn data(&self) -> &T::Data {
+        self.dev().data()
+    }
+
+    /// See [`Device::bar_len`].
+    pub fn bar_len(&self, bar: u32) -> u64 {
+        self.dev().bar_len(bar)
+    }
+
+    /// See [`Device::lock_bars`].
+    pub fn lock_bars(&self) -> Result<BarGuard<'_, T>> {
+        self.dev().lock_bars()
+    }
+}
+
+impl<T: Driver> AsRef<crate::device::Device> for DeviceIo<T> {
+    fn as_ref(&self) -> &crate::device::Device {
+        self.dev().as_ref()
+    }
+}
+
+impl<T: Driver> Drop for DeviceIo<T> {
+    fn drop(&mut self) {
+        // SAFETY: By the type invariants `self` holds a reference, which this drops. The last
+        // one releases the device through `Adapter::release_callback`.
+        unsafe { bindings::vfio_put_device(self.dev().as_vfio_raw()) };
+    }
+}
