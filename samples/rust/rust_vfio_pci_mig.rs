@@ -396,8 +396,13 @@ impl vfio_pci::Driver for SampleDriver {
         Ok(dev.data().inner.lock().state)
     }
 
-    fn migration_get_data_size(_dev: &vfio_pci::Device<Self>) -> Result<usize> {
-        Ok(STREAM_LEN)
+    fn migration_get_data_size(dev: &vfio_pci::Device<Self>) -> Result<usize> {
+        let inner = dev.data().inner.lock();
+        match (&inner.file, inner.state.is_saving()) {
+            // What is left of the session's stream.
+            (Some(f), true) => Ok(STREAM_LEN - f.inner.lock().pos),
+            _ => Ok(STREAM_LEN),
+        }
     }
 }
 

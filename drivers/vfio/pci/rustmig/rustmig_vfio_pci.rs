@@ -343,6 +343,8 @@ impl vfio_pci::Driver for RustMig {
             // A request the state machine refuses (no arc leads there) changes nothing.
             inner.end_session();
             inner.state = State::Error;
+            // Its state may be half written: the user cannot reach it until the reset.
+            dev.fence_bars();
         }
         res
     }
