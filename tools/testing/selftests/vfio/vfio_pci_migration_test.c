@@ -28,6 +28,7 @@
 #include <string.h>
 #include <poll.h>
 #include <pthread.h>
+#include <sched.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <time.h>
@@ -990,6 +991,179 @@ TEST_F(migration, resume_refuses_a_foreign_header_before_touching_the_device)
 	}
 	free(stream);
 	free(before);
+}
+
+/* The stress case's shared state. */
+struct storm {
+	int fd;			/* the device */
+	pthread_mutex_t lock;	/* protects data_fd */
+	int data_fd;		/* the current session's data_fd, or -1 */
+	volatile bool stop;
+	long ops[4];		/* per thread */
+	long unexpected;
+	char what[128];		/* the first unexpected result */
+};
+
+/* The errors a refused or ended stream gives (see the driver's documentation). */
+static bool stream_refusal(int err)
+{
+	return err == EINVAL || err == EPROTO || err == EPROTONOSUPPORT ||
+	       err == EOPNOTSUPP || err == ENODEV;
+}
+
+static void storm_unexpected(struct storm *st, const char *op, int err)
+{
+	pthread_mutex_lock(&st->lock);
+	if (!st->unexpected++)
+		snprintf(st->what, sizeof(st->what), "%s: %s", op, strerror(err));
+	pthread_mutex_unlock(&st->lock);
+}
+
+/* Thread 0: random state requests; it owns the data_fds. */
+static void *storm_transitions(void *arg)
+{
+	struct storm *st = arg;
+	unsigned int seed = 1;
+	int ret, new_fd, old;
+
+	while (!st->stop) {
+		__u32 to = all_states[1 + rand_r(&seed) % 7];
+
+		/* RESUMING -> STOP fails with the error that refused the stream. */
+		ret = set_state(st->fd, to, &new_fd);
+		if (ret && !stream_refusal(-ret))
+			storm_unexpected(st, "set_state", -ret);
+		if (new_fd >= 0) {
+			pthread_mutex_lock(&st->lock);
+			old = st->data_fd;
+			st->data_fd = new_fd;
+			pthread_mutex_unlock(&st->lock);
+			if (old >= 0)
+				close(old);
+		}
+		st->ops[0]++;
+	}
+	return NULL;
+}
+
+/* Thread 1: reads and writes of whatever session is open. */
+static void *storm_io(void *arg)
+{
+	struct storm *st = arg;
+	char buf[8192];
+	ssize_t n;
+	int fd;
+
+	while (!st->stop) {
+		pthread_mutex_lock(&st->lock);
+		fd = st->data_fd >= 0 ? dup(st->data_fd) : -1;
+		pthread_mutex_unlock(&st->lock);
+		if (fd < 0) {
+			sched_yield();
+			continue;
+		}
+		n = read(fd, buf, sizeof(buf));
+		/* EBADF: a resuming (write-only) file; EINVAL: a refused stream. */
+		if (n < 0 && errno != ENOMSG && errno != ENODEV && errno != EBADF)
+			storm_unexpected(st, "read", errno);
+		if (n < 0 && errno == EBADF) {
+			n = write(fd, buf, 1 + st->ops[1] % sizeof(buf));
+			if (n < 0 && !stream_refusal(errno))
+				storm_unexpected(st, "write", errno);
+		}
+		close(fd);
+		st->ops[1]++;
+	}
+	return NULL;
+}
+
+/* Thread 2: PRECOPY_INFO, MIG_DATA_SIZE and the state. */
+static void *storm_queries(void *arg)
+{
+	struct storm *st = arg;
+	struct vfio_precopy_info info;
+	int fd, ret;
+
+	while (!st->stop) {
+		pthread_mutex_lock(&st->lock);
+		fd = st->data_fd >= 0 ? dup(st->data_fd) : -1;
+		pthread_mutex_unlock(&st->lock);
+		if (fd >= 0) {
+			ret = precopy_info(fd, &info);
+			if (ret && ret != -EINVAL && ret != -ENODEV)
+				storm_unexpected(st, "PRECOPY_INFO", -ret);
+			close(fd);
+		}
+		if (data_size(st->fd) < 0)
+			storm_unexpected(st, "MIG_DATA_SIZE", EIO);
+		if (get_state(st->fd) == (__u32)-1)
+			storm_unexpected(st, "MIG_DEVICE_STATE", EIO);
+		st->ops[2]++;
+	}
+	return NULL;
+}
+
+/* Thread 3: VFIO_DEVICE_RESET every few milliseconds. */
+static void *storm_resets(void *arg)
+{
+	struct storm *st = arg;
+
+	while (!st->stop) {
+		if (ioctl(st->fd, VFIO_DEVICE_RESET, NULL))
+			storm_unexpected(st, "VFIO_DEVICE_RESET", errno);
+		st->ops[3]++;
+		usleep(5000);
+	}
+	return NULL;
+}
+
+/*
+ * Four threads for a few seconds on one device: random state requests (the
+ * old data_fd closed as a new one comes), reads and writes of the current
+ * session, PRECOPY_INFO / MIG_DATA_SIZE / state queries, and resets. Every
+ * result must be one the uAPI allows, and afterwards the device must still
+ * save and restore a whole stream. The kernel's lock, memory and UB checkers
+ * watch the rest.
+ */
+TEST_F(migration, storm_of_transitions_io_queries_and_resets)
+{
+	void *(*fns[4])(void *) = {
+		storm_transitions, storm_io, storm_queries, storm_resets,
+	};
+	struct storm st = { .fd = self->device->fd, .data_fd = -1 };
+	pthread_t threads[4];
+	long long len;
+	char *stream;
+	int i;
+
+	if (self->want_flags != (VFIO_MIGRATION_STOP_COPY | VFIO_MIGRATION_P2P |
+				 VFIO_MIGRATION_PRE_COPY))
+		SKIP(return, "needs STOP_COPY | P2P | PRE_COPY");
+	pthread_mutex_init(&st.lock, NULL);
+	for (i = 0; i < 4; i++)
+		ASSERT_EQ(0, pthread_create(&threads[i], NULL, fns[i], &st));
+	sleep(4);
+	st.stop = true;
+	for (i = 0; i < 4; i++)
+		ASSERT_EQ(0, pthread_join(threads[i], NULL));
+	if (st.data_fd >= 0)
+		close(st.data_fd);
+	ksft_print_msg("storm: %ld state requests, %ld reads/writes, %ld queries, %ld resets; %ld unexpected%s%s\n",
+		       st.ops[0], st.ops[1], st.ops[2], st.ops[3], st.unexpected,
+		       st.unexpected ? ", first: " : "", st.what);
+	ASSERT_EQ(0, st.unexpected);
+	for (i = 0; i < 4; i++)
+		ASSERT_GT(st.ops[i], 0);
+
+	ASSERT_EQ(0, ioctl(st.fd, VFIO_DEVICE_RESET, NULL));
+	ASSERT_EQ(VFIO_DEVICE_STATE_RUNNING, get_state(st.fd));
+	stream = save_stream(st.fd, &len);
+	ASSERT_NE(NULL, stream);
+	ASSERT_EQ(0, set_state(st.fd, VFIO_DEVICE_STATE_RESUMING, &i));
+	ASSERT_EQ(0, write_all(i, stream, len));
+	ASSERT_EQ(0, set_state(st.fd, VFIO_DEVICE_STATE_RUNNING, NULL));
+	close(i);
+	free(stream);
 }
 
 /* Kernel memory in use (KiB), from /proc/meminfo kept open in @fd. */
