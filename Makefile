@@ -17,21 +17,28 @@ FRAGMENTS  ?= $(REPO)/kernel/configs/rustmig.config $(REPO)/kernel/configs/rustm
 export PATH := /usr/bin:/usr/sbin:$(PATH)
 
 STAGE  := $(REPO)/mk/stage.sh
+# rustmig-inspect (tools/rustmig) is built by rustup's cargo, offline, in $(CACHE).
+CARGO     ?= $(or $(shell command -v cargo 2>/dev/null),$(wildcard $(HOME)/.cargo/bin/cargo))
+TOOLS_OUT := $(CACHE)/tools
+INSPECT   := $(TOOLS_OUT)/release/rustmig-inspect
+TCARGO     = env CARGO_TARGET_DIR=$(TOOLS_OUT) $(CARGO)
+TFLAGS    := --offline --locked -j1 --manifest-path $(REPO)/tools/rustmig/Cargo.toml
 # Always through clippy, so the lint pass of `rustcheck` reuses the same objects.
 KMAKE  := $(MAKE) -C $(SRC) O=$(OBJ) LLVM=1 CLIPPY=1 -j$(JOBS)
 KOUT   := $(OBJ)/arch/x86/boot/bzImage
 STOUT  := $(CACHE)/selftests
 
 .PHONY: all check deps tree config kernel rustcheck selftests demo vm-check \
-	shell help clean distclean rustfmt
+	shell help clean distclean rustfmt tools
 
 # `make`: build everything and boot the VM to show the driver at work.
 all: kernel selftests
 	@$(STAGE) demo $(REPO)/mk/vm.sh --mode demo --obj $(OBJ) --tests $(STOUT) --out $(RUN)/demo
 
 # `make check`: build everything and run every test in the VM.
-check: kernel rustcheck selftests
-	@$(STAGE) vm-tests $(REPO)/mk/vm.sh --mode check --obj $(OBJ) --tests $(STOUT) --out $(RUN)/check
+check: kernel rustcheck selftests tools
+	@$(STAGE) vm-tests $(REPO)/mk/vm.sh --mode check --obj $(OBJ) --tests $(STOUT) --out $(RUN)/check \
+		--inspect $(INSPECT)
 	@$(REPO)/mk/summary.sh $(RUN)/check
 
 deps:
@@ -53,10 +60,19 @@ rustcheck: kernel
 
 # Format the project's Rust files in place (a developer tool; builds never edit the repository).
 rustfmt:
-	rustfmt --edition 2021 --config-path $(SRC)/.rustfmt.toml $$(find $(REPO)/rust $(REPO)/drivers $(REPO)/samples -name '*.rs')
+	rustfmt --edition 2021 --config-path $(SRC)/.rustfmt.toml $$(find $(REPO)/rust $(REPO)/drivers $(REPO)/samples $(REPO)/tools/rustmig -name '*.rs')
 
 selftests: config
 	@$(STAGE) selftests $(REPO)/mk/selftests.sh $(SRC) $(OBJ) $(STOUT)
+
+# rustmig-inspect: its tests (the shared stream.rs's KUnit tests among them),
+# then the release binary $(INSPECT).
+tools:
+	@command -v "$(CARGO)" > /dev/null 2>&1 || { echo "tools: no cargo, neither in PATH nor" \
+		"in $(HOME)/.cargo/bin: install rustup's toolchain or set CARGO=/path/to/cargo" >&2; exit 1; }
+	@$(STAGE) tools-test $(TCARGO) test $(TFLAGS) --workspace
+	@$(STAGE) tools-build $(TCARGO) build $(TFLAGS) --release --bin rustmig-inspect
+	@echo "tools: $(INSPECT)"
 
 # Boot the VM with a shell on the console (interactive).
 shell: kernel selftests
@@ -75,12 +91,14 @@ help:
 	@echo '  make rustcheck  rustfmt check, and no rustc/clippy warning in the project'"'"'s Rust code'
 	@echo '  make rustfmt    format the project'"'"'s Rust files in place'
 	@echo '  make selftests  build the vfio kselftests'
+	@echo '  make tools      test and build rustmig-inspect (tools/rustmig, cargo, offline)'
+	@echo '                  into $(TOOLS_OUT)'
 	@echo '  make shell      boot the VM with a shell on the console'
 	@echo '  make clean      remove the build directories in $(CACHE)'
 	@echo 'Variables: CACHE=$(CACHE) OBJ=$(OBJ) JOBS=$(JOBS)'
 
 clean:
-	rm -rf $(OBJ) $(STOUT) $(RUN)
+	rm -rf $(OBJ) $(STOUT) $(RUN) $(TOOLS_OUT)
 
 distclean:
 	rm -rf $(CACHE)

@@ -6,6 +6,7 @@
 . "$RUSTMIG_REPO/mk/guest-lib.sh"
 
 A=$RUSTMIG_BDF_A B=$RUSTMIG_BDF_B EDU=$RUSTMIG_BDF_EDU C=$RUSTMIG_BDF_C D=$RUSTMIG_BDF_D
+EDU2=$RUSTMIG_BDF_EDU2 E=$RUSTMIG_BDF_E F=$RUSTMIG_BDF_F
 T=$RUSTMIG_TESTS
 
 # run_test NAME CMD...: a kselftest program, its TAP kept and echoed.
@@ -38,7 +39,7 @@ n=$(grep -h '^ok [0-9]* rust_doctest_kernel_vfio' "$RESULTS"/kunit.*.tap 2>/dev/
 tap_check "kernel::vfio doctests ran and passed ($n)" test "$n" -ge 5
 
 # The devices are where the VM runner put them.
-for v in A B C D EDU; do
+for v in A B C D E F EDU EDU2; do
 	eval bdf=\$$v
 	if [ -z "$bdf" ]; then
 		tap_fail "device $v found behind its root port" "lspci-like view:" \
@@ -50,6 +51,7 @@ tap_check "ivshmem B is 1af4:1110" test "$(pci_id "$B")" = 1af4:1110
 tap_check "edu is 1234:11e8" test "$(pci_id "$EDU")" = 1234:11e8
 tap_check "ivshmem C is 1af4:1110" test "$(pci_id "$C")" = 1af4:1110
 tap_check "ivshmem D is 1af4:1110" test "$(pci_id "$D")" = 1af4:1110
+tap_check "edu 2 is 1234:11e8" test "$(pci_id "$EDU2")" = 1234:11e8
 
 tap_check "rustmig_vfio_pci loads" load_rustmig
 # Its KUnit suites (state machine, stream) ran as it loaded.
@@ -69,11 +71,29 @@ run_test vfio-pci.vfio_pci_device_test "$T/vfio_pci_device_test" "$B"
 run_test vfio-pci.vfio_dma_mapping_test "$T/vfio_dma_mapping_test" "$B"
 tap_check "ivshmem B unbinds from vfio-pci" pci_unbind "$B"
 
-for bdf in "$A" "$B" "$C" "$D" "$EDU"; do
+for bdf in "$A" "$B" "$C" "$D" "$E" "$F" "$EDU" "$EDU2"; do
 	tap_check "$bdf ($(pci_id "$bdf")) binds to rustmig through driver_override" \
 		pci_bind "$bdf" "$RUSTMIG_DRV"
 	tap_check "$bdf has a vfio cdev" vfio_cdev "$bdf"
 done
+
+# The compatibility descriptors, kept for the host's inspector: C and D are
+# compatible, C and edu are not (Documentation: Compatibility).
+for v in C D EDU EDU2; do
+	eval bdf=\$$v
+	f=$RESULTS/descriptor-$(echo "$v" | tr 'A-Z' 'a-z').txt
+	tap_check "$v ($bdf) has a migration_compat attribute" cp "/sys/bus/pci/devices/$bdf/migration_compat" "$f"
+	echo "   $v: $(cat "$f" 2>/dev/null)"
+done
+tap_check "C's descriptor: ivshmem 1.0, 1 MiB of memory and 8 bytes of registers" \
+	grep -qx 'format=1.0 backend=ivshmem/1.0 pci=1af4:1110 subsystem=1af4:1100 class_rev=0x05000001 state_size=1048584' \
+	"$RESULTS/descriptor-c.txt"
+tap_check "edu's descriptor: edu 1.0, 48 bytes of registers" \
+	grep -q '^format=1.0 backend=edu/1.0 pci=1234:11e8 .* state_size=48$' "$RESULTS/descriptor-edu.txt"
+tap_check "C and D have the same descriptor" cmp "$RESULTS/descriptor-c.txt" "$RESULTS/descriptor-d.txt"
+tap_check "the two edus have the same descriptor" \
+	cmp "$RESULTS/descriptor-edu.txt" "$RESULTS/descriptor-edu2.txt"
+tap_check "migration_compat is read-only" sh -c "! echo x 2>/dev/null > /sys/bus/pci/devices/$C/migration_compat"
 
 # The migration uAPI on rustmig: all three features, fenced BARs, rustmig's
 # stream. Every case on the small ivshmem C (with the 1 MiB round trip to D)
@@ -81,19 +101,42 @@ done
 export VFIO_MIGRATION_TEST_FLAGS=7 VFIO_MIGRATION_TEST_FENCE=1 VFIO_MIGRATION_TEST_STREAM=rustmig
 VFIO_MIGRATION_TEST_PEER=$D VFIO_MIGRATION_TEST_BAR=2 \
 	run_test rustmig.migration.ivshmem-c "$T/vfio_pci_migration_test" "$C"
-run_test rustmig.migration.edu "$T/vfio_pci_migration_test" "$EDU"
+VFIO_MIGRATION_TEST_PEER=$EDU2 run_test rustmig.migration.edu "$T/vfio_pci_migration_test" "$EDU"
 VFIO_MIGRATION_TEST_PEER=$B VFIO_MIGRATION_TEST_BAR=2 \
 	run_test rustmig.migration.ivshmem-a-256m "$T/vfio_pci_migration_test" \
 	-t round_trip_to_peer_is_bit_exact "$A"
+
+# The stream format against malformed input: 2,000 streams on ivshmem C (each
+# up to 1 MiB) and 10,000 on edu, each refused with its documented errno into
+# ERROR, C's memory unchanged by every stream refused at its header; a stream
+# of the other backend is refused. C's valid stream is kept for the host.
+VFIO_MIGRATION_TEST_BAR=2 VFIO_MIGRATION_TEST_FOREIGN=$EDU VFIO_MIGRATION_STREAMS=2000 \
+	VFIO_MIGRATION_TEST_SAVE=$RESULTS/stream-c.bin \
+	run_test rustmig.stream.ivshmem-c "$T/vfio_pci_migration_stream_test" "$C"
+VFIO_MIGRATION_TEST_FOREIGN=$C VFIO_MIGRATION_STREAMS=10000 \
+	run_test rustmig.stream.edu "$T/vfio_pci_migration_stream_test" "$EDU"
 unset VFIO_MIGRATION_TEST_FENCE VFIO_MIGRATION_TEST_STREAM
+
+# Resets in every state; unbind, remove and rescan with data_fds in use;
+# rmmod refused meanwhile.
+VFIO_MIGRATION_TEST_DRIVER=$RUSTMIG_DRV VFIO_MIGRATION_TEST_MODULE=$RUSTMIG_DRV \
+	run_test rustmig.lifecycle.ivshmem-c "$T/vfio_pci_migration_lifecycle_test" "$C"
+run_test rustmig.lifecycle.edu "$T/vfio_pci_migration_lifecycle_test" \
+	-t reset_in_every_state_ends_the_session "$EDU"
 
 # The upstream tests behave on rustmig as on vfio-pci.
 run_test rustmig.vfio_pci_device_test "$T/vfio_pci_device_test" "$A"
 run_test rustmig.vfio_dma_mapping_test "$T/vfio_dma_mapping_test" "$A"
 
-for bdf in "$A" "$B" "$C" "$D" "$EDU"; do
+# QEMU's vfio migration, the real client: rustmig devices in a small guest
+# migrate to a second QEMU (Documentation: QEMU), with the report table.
+echo "== QEMU live migration inside the VM"
+/usr/bin/python3 "$RUSTMIG_REPO/mk/qemu-migrate.py" "$RESULTS"
+
+for bdf in "$A" "$B" "$C" "$D" "$E" "$F" "$EDU" "$EDU2"; do
 	tap_check "$bdf unbinds from rustmig" pci_unbind "$bdf"
 done
+tap_check "migration_compat goes with the driver" test ! -e "/sys/bus/pci/devices/$C/migration_compat"
 tap_check "rustmig_vfio_pci unloads" rmmod rustmig_vfio_pci
 
 # The kernel::vfio sample: a migratable variant driver with no unsafe code,

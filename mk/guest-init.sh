@@ -16,6 +16,8 @@ mount -t debugfs debugfs /sys/kernel/debug
 mkdir -p /dev/hugepages && mount -t hugetlbfs hugetlbfs /dev/hugepages
 mkdir -p /tmp/out
 mount -t 9p -o trans=virtio,version=9p2000.L,msize=512000 rustmigout /tmp/out
+# Loopback, for the QEMU migrations inside the VM.
+ip link set lo up
 
 poweroff_now() {
 	sync
@@ -35,12 +37,16 @@ RUSTMIG_BDF_B=$(below "$RUSTMIG_PORT_B")
 RUSTMIG_BDF_EDU=$(below "$RUSTMIG_PORT_EDU")
 RUSTMIG_BDF_C=$(below "$RUSTMIG_PORT_C")
 RUSTMIG_BDF_D=$(below "$RUSTMIG_PORT_D")
+RUSTMIG_BDF_EDU2=$(below "$RUSTMIG_PORT_EDU2")
+RUSTMIG_BDF_E=$(below "$RUSTMIG_PORT_E")
+RUSTMIG_BDF_F=$(below "$RUSTMIG_PORT_F")
 export RUSTMIG_MODE RUSTMIG_REPO RUSTMIG_OBJ RUSTMIG_TESTS RUSTMIG_BDF_A RUSTMIG_BDF_B \
-	RUSTMIG_BDF_EDU RUSTMIG_BDF_C RUSTMIG_BDF_D RUSTMIG_IVSHMEM_MB
+	RUSTMIG_BDF_EDU RUSTMIG_BDF_C RUSTMIG_BDF_D RUSTMIG_BDF_EDU2 RUSTMIG_BDF_E RUSTMIG_BDF_F RUSTMIG_IVSHMEM_MB
 export RUSTMIG_OUT=/tmp/out
 
 echo "guest-init: kernel $(uname -r), mode $RUSTMIG_MODE;" \
-	"ivshmem A=$RUSTMIG_BDF_A B=$RUSTMIG_BDF_B C=$RUSTMIG_BDF_C D=$RUSTMIG_BDF_D edu=$RUSTMIG_BDF_EDU"
+	"ivshmem A=$RUSTMIG_BDF_A B=$RUSTMIG_BDF_B C=$RUSTMIG_BDF_C D=$RUSTMIG_BDF_D E=$RUSTMIG_BDF_E F=$RUSTMIG_BDF_F" \
+	"edu=$RUSTMIG_BDF_EDU edu2=$RUSTMIG_BDF_EDU2"
 cd /tmp
 case "$RUSTMIG_MODE" in
 shell)

@@ -8,16 +8,18 @@
 # output directory.
 #
 # Usage: vm.sh --mode demo|check|shell --obj OBJ_DIR --tests SELFTEST_DIR --out OUT_DIR
+#              [--inspect RUSTMIG_INSPECT]
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
-mode=check obj= tests= out=
+mode=check obj= tests= out= inspect=
 while [ $# -gt 0 ]; do
 	case "$1" in
 	--mode) mode=$2; shift 2 ;;
 	--obj) obj=$2; shift 2 ;;
 	--tests) tests=$2; shift 2 ;;
 	--out) out=$2; shift 2 ;;
+	--inspect) inspect=$2; shift 2 ;;
 	*) echo "vm: unknown argument '$1'" >&2; exit 2 ;;
 	esac
 done
@@ -36,11 +38,14 @@ mkdir -p "$out/results"
 truncate -s "${ivshmem_mb}M" "$out/ivshmem-a" "$out/ivshmem-b"
 # A second, small pair: quick tests of every arc, and the 1 MiB round trip.
 truncate -s 1M "$out/ivshmem-c" "$out/ivshmem-d"
+# E and F: the second device of each side of the QEMU migration with two devices.
+truncate -s 1M "$out/ivshmem-e" "$out/ivshmem-f"
 
 # Each device sits behind its own PCIe root port (so VFIO_DEVICE_RESET has a
 # bus reset to use) in a fixed slot; the guest finds the devices through them.
 port_a=0000:00:10.0 port_b=0000:00:11.0 port_edu=0000:00:12.0
-port_c=0000:00:13.0 port_d=0000:00:14.0
+port_c=0000:00:13.0 port_d=0000:00:14.0 port_edu2=0000:00:15.0
+port_e=0000:00:16.0 port_f=0000:00:17.0
 cat > "$out/env.sh" <<ENV
 RUSTMIG_MODE=$mode
 RUSTMIG_REPO=$repo
@@ -51,6 +56,9 @@ RUSTMIG_PORT_B=$port_b
 RUSTMIG_PORT_EDU=$port_edu
 RUSTMIG_PORT_C=$port_c
 RUSTMIG_PORT_D=$port_d
+RUSTMIG_PORT_EDU2=$port_edu2
+RUSTMIG_PORT_E=$port_e
+RUSTMIG_PORT_F=$port_f
 RUSTMIG_IVSHMEM_MB=$ivshmem_mb
 ENV
 
@@ -82,11 +90,20 @@ args=(
 	-object memory-backend-file,id=memd,size=1M,mem-path="$out/ivshmem-d",share=on
 	-device pcie-root-port,id=rpd,chassis=5,slot=5,addr=0x14
 	-device ivshmem-plain,memdev=memd,bus=rpd
+	-device pcie-root-port,id=rpf,chassis=6,slot=6,addr=0x15
+	-device edu,bus=rpf
+	-object memory-backend-file,id=meme,size=1M,mem-path="$out/ivshmem-e",share=on
+	-device pcie-root-port,id=rpg,chassis=7,slot=7,addr=0x16
+	-device ivshmem-plain,memdev=meme,bus=rpg
+	-object memory-backend-file,id=memf,size=1M,mem-path="$out/ivshmem-f",share=on
+	-device pcie-root-port,id=rph,chassis=8,slot=8,addr=0x17
+	-device ivshmem-plain,memdev=memf,bus=rph
 	-no-reboot
 )
 
 echo "vm: booting $(basename "$kernel") ($mode): ivshmem A and B (${ivshmem_mb} MiB each), edu," \
-	"ivshmem C and D (1 MiB each) behind root ports $port_a $port_b $port_edu $port_c $port_d"
+	"ivshmem C, D, E, F (1 MiB each), a second edu behind root ports $port_a $port_b" \
+	"$port_edu $port_c $port_d $port_edu2 $port_e $port_f"
 if [ "$mode" = shell ]; then
 	exec qemu-system-x86_64 "${args[@]}" -nographic
 fi
@@ -108,7 +125,7 @@ if [ ! -f "$out/done" ]; then
 fi
 [ "$mode" = demo ] && [ "$(cat "$out/done")" != ok ] && { echo "vm: demo failed" >&2; exit 1; }
 
-# The round trips A -> B and C -> D, seen from the host: the backing files of
+# The round trips A -> B, C -> D (and QEMU's C+E -> D+F), seen from the host: the backing files of
 # source and destination hold the same bytes, and not zeros.
 if [ "$mode" = check ]; then
 	n=0
@@ -118,7 +135,7 @@ if [ "$mode" = check ]; then
 		shift
 		if "$@" > /dev/null 2>&1; then echo "ok $n host: $name"; else echo "not ok $n host: $name"; fi
 	} >> "$out/results/host.tap"
-	for pair in a:b c:d; do
+	for pair in a:b c:d e:f; do
 		src=$out/ivshmem-${pair%:*} dst=$out/ivshmem-${pair#*:}
 		host_check "$(basename "$src") and $(basename "$dst") hold the same bytes" cmp "$src" "$dst"
 		host_check "$(basename "$dst") holds the pattern, not zeros" \
@@ -126,5 +143,9 @@ if [ "$mode" = check ]; then
 	done
 	echo "1..$n" >> "$out/results/host.tap"
 	sed 's/^/vm: /' "$out/results/host.tap"
+	# The stream and descriptors the guest saved, read by rustmig-inspect.
+	if [ -n "$inspect" ]; then
+		"$repo/mk/host-inspect.sh" "$out/results" "$inspect" | sed 's/^/vm: /' || true
+	fi
 fi
 exit 0

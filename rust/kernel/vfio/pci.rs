@@ -32,6 +32,7 @@ use crate::{
         VTABLE_DEFAULT_ERROR, //
     },
     fs::File,
+    page::PAGE_SIZE,
     pci,
     prelude::*,
     str::as_char_ptr_in_const_context,
@@ -211,6 +212,14 @@ pub trait Driver: Sized + 'static {
         build_error!(VTABLE_DEFAULT_ERROR)
     }
 
+    /// Whether a device has DMA dirty logging through the `log_*` callbacks, asked once after
+    /// [`Driver::probe`] created its data. A driver that cannot track the DMA of some of its
+    /// devices returns `false` for them, so that userspace sees no logging support rather than
+    /// clean logs that are not true. Only called if the driver implements the `log_*` callbacks.
+    fn dma_logging(_data: &Self::Data) -> bool {
+        true
+    }
+
     /// Starts DMA dirty logging over `ranges`; may round `page_size` (the logging granule) up.
     ///
     /// A driver with dirty logging implements the three `log_*` callbacks.
@@ -223,6 +232,17 @@ pub trait Driver: Sized + 'static {
         build_error!(VTABLE_DEFAULT_ERROR)
     }
 
+    /// The name of a read-only sysfs attribute that the driver adds to each device it is bound
+    /// to, or `None`. Its contents are written by [`Driver::show_attribute`], which the driver
+    /// then implements (checked when the driver is compiled).
+    const ATTRIBUTE: Option<&'static CStr> = None;
+
+    /// Writes the contents of the attribute named by [`Driver::ATTRIBUTE`]: at most a page, by
+    /// sysfs rules one value, ending with a newline.
+    fn show_attribute(_dev: &Device<Self>, _out: &mut AttributeWriter<'_>) -> Result {
+        build_error!(VTABLE_DEFAULT_ERROR)
+    }
+
     /// Reports into `dirty` the pages of `[iova, iova + length)` written by DMA since the last
     /// report, and forgets them.
     fn log_read_and_clear(
@@ -232,6 +252,58 @@ pub trait Driver: Sized + 'static {
         _dirty: &mut DirtyBitmap<'_>,
     ) -> Result {
         build_error!(VTABLE_DEFAULT_ERROR)
+    }
+}
+
+/// The page of a sysfs attribute being shown, written through [`core::fmt::Write`].
+///
+/// What does not fit is not written, and the write fails with [`core::fmt::Error`].
+///
+/// # Examples
+///
+/// ```
+/// use core::fmt::Write;
+/// use kernel::vfio::pci::AttributeWriter;
+///
+/// let mut page = [0u8; 16];
+/// let mut w = AttributeWriter::new(&mut page);
+/// assert!(writeln!(w, "state_size={}", 4096).is_ok());
+/// assert_eq!(w.len(), 16);
+/// assert!(write!(w, "x").is_err());
+/// assert_eq!(w.len(), 16);
+/// assert_eq!(&page, b"state_size=4096\n");
+/// ```
+pub struct AttributeWriter<'a> {
+    buf: &'a mut [u8],
+    len: usize,
+}
+
+impl<'a> AttributeWriter<'a> {
+    /// Creates a writer that fills `buf` from its start.
+    pub fn new(buf: &'a mut [u8]) -> Self {
+        Self { buf, len: 0 }
+    }
+
+    /// Returns the number of bytes written.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Returns whether nothing was written.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+impl core::fmt::Write for AttributeWriter<'_> {
+    fn write_str(&mut self, s: &str) -> core::fmt::Result {
+        let dst = self
+            .buf
+            .get_mut(self.len..self.len + s.len())
+            .ok_or(core::fmt::Error)?;
+        dst.copy_from_slice(s.as_bytes());
+        self.len += s.len();
+        Ok(())
     }
 }
 
@@ -472,7 +544,7 @@ impl<T: Driver> Device<T> {
                 (*vdev).mig_ops = const { &Adapter::<T>::MIG_OPS };
                 (*vdev).migration_flags = T::MIGRATION_FLAGS.bits();
             }
-            if Adapter::<T>::HAS_LOG {
+            if Adapter::<T>::HAS_LOG && T::dma_logging(&(*this).data) {
                 (*vdev).log_ops = const { &Adapter::<T>::LOG_OPS };
             }
         }
@@ -546,6 +618,16 @@ impl<T: Driver> Adapter<T> {
         all
     };
 
+    /// Whether the driver adds a sysfs attribute, checked to come with its show callback.
+    const HAS_ATTRIBUTE: bool = {
+        let named = T::ATTRIBUTE.is_some();
+        assert!(
+            named == T::HAS_SHOW_ATTRIBUTE,
+            "ATTRIBUTE and show_attribute go together"
+        );
+        named
+    };
+
     /// The migration ops, installed when [`Self::HAS_MIGRATION`].
     const MIG_OPS: bindings::vfio_migration_ops = bindings::vfio_migration_ops {
         migration_set_state: Some(Self::mig_set_state_callback),
@@ -615,6 +697,26 @@ impl<T: Driver> Adapter<T> {
         unsafe {
             bindings::vfio_pci_core_unregister_device(core);
             bindings::vfio_put_device(vdev);
+        }
+    }
+
+    extern "C" fn attribute_show_callback(
+        dev: *mut bindings::device,
+        _attr: *mut bindings::device_attribute,
+        buf: *mut c_char,
+    ) -> isize {
+        // SAFETY: The attribute is only in the `dev_groups` of `T`'s driver: the driver core
+        // creates it on a PCI device once `T`'s probe succeeded and removes it (waiting for this
+        // call) before `T`'s remove runs, so `dev` is embedded in a `pci_dev` bound to `T`.
+        let this =
+            unsafe { Device::<T>::from_pci_raw(crate::container_of!(dev, bindings::pci_dev, dev)) };
+        // SAFETY: sysfs hands a show callback a buffer of a page, writable for the call.
+        let page = unsafe { core::slice::from_raw_parts_mut(buf.cast::<u8>(), PAGE_SIZE) };
+        let mut out = AttributeWriter::new(page);
+        match T::show_attribute(this, &mut out) {
+            // CAST: At most a page.
+            Ok(()) => out.len() as isize,
+            Err(e) => e.to_errno() as isize,
         }
     }
 
@@ -841,6 +943,16 @@ impl<T: Driver> Adapter<T> {
 /// `drv` was registered with `__pci_register_driver` and stays registered until `drop`.
 #[pin_data(PinnedDrop)]
 pub struct Registration<T: Driver> {
+    /// The driver's sysfs attribute ([`Driver::ATTRIBUTE`]), its group and the NULL-terminated
+    /// lists that `drv.dev_groups` points to; unused without an attribute.
+    #[pin]
+    attr: Opaque<bindings::device_attribute>,
+    #[pin]
+    attrs: Opaque<[*mut bindings::attribute; 2]>,
+    #[pin]
+    group: Opaque<bindings::attribute_group>,
+    #[pin]
+    groups: Opaque<[*const bindings::attribute_group; 2]>,
     #[pin]
     drv: Opaque<bindings::pci_driver>,
     _p: PhantomData<T>,
@@ -855,8 +967,15 @@ impl<T: Driver> Registration<T> {
     /// Registers the variant driver `T` under `name`, the driver name userspace writes to
     /// `driver_override`.
     pub fn new(name: &'static CStr, module: &'static ThisModule) -> impl PinInit<Self, Error> {
-        try_pin_init!(Self {
+        try_pin_init!(&this in Self {
+            attr: Opaque::uninit(),
+            attrs: Opaque::uninit(),
+            group: Opaque::uninit(),
+            groups: Opaque::uninit(),
             drv <- Opaque::try_ffi_init(move |drv: *mut bindings::pci_driver| {
+                // SAFETY: `this` points to the registration being initialised, pinned until
+                // drop; the attribute fields are not used by anyone before the registration.
+                let groups = unsafe { Self::init_attribute(this.as_ptr()) };
                 // SAFETY: `try_ffi_init` hands out memory valid for writes, pinned until drop.
                 unsafe {
                     drv.write(bindings::pci_driver::default());
@@ -870,6 +989,7 @@ impl<T: Driver> Registration<T> {
                         &raw const bindings::vfio_pci_core_err_handlers
                     };
                     (*drv).driver_managed_dma = true;
+                    (*drv).dev_groups = groups;
                 }
                 // SAFETY: `drv` is initialised and stays pinned until unregistered in `drop`.
                 to_result(unsafe {
@@ -878,6 +998,42 @@ impl<T: Driver> Registration<T> {
             }),
             _p: PhantomData,
         })
+    }
+}
+
+impl<T: Driver> Registration<T> {
+    /// Fills in the attribute fields of the registration at `this` if the driver has an
+    /// attribute, and returns the value of `dev_groups`: the group list, or NULL.
+    ///
+    /// # Safety
+    ///
+    /// `this` must point to a registration whose attribute fields are writable and stay pinned
+    /// as long as the driver is registered.
+    unsafe fn init_attribute(this: *mut Self) -> *mut *const bindings::attribute_group {
+        let Some(name) = T::ATTRIBUTE else {
+            return core::ptr::null_mut();
+        };
+        if !Adapter::<T>::HAS_ATTRIBUTE {
+            return core::ptr::null_mut();
+        }
+        // SAFETY: The caller guarantees the fields are valid for writes and pinned; they live
+        // in the registration, so in the module's static data, as lockdep requires of the
+        // attribute's key.
+        unsafe {
+            let attr = Opaque::cast_into(&raw const (*this).attr);
+            let attrs = Opaque::cast_into(&raw const (*this).attrs);
+            let group = Opaque::cast_into(&raw const (*this).group);
+            let groups = Opaque::cast_into(&raw const (*this).groups);
+            attr.write(bindings::device_attribute::default());
+            (*attr).attr.name = name.as_char_ptr();
+            (*attr).attr.mode = 0o444;
+            (*attr).__bindgen_anon_1.show = Some(Adapter::<T>::attribute_show_callback);
+            attrs.write([&raw mut (*attr).attr, core::ptr::null_mut()]);
+            group.write(bindings::attribute_group::default());
+            (*group).__bindgen_anon_2.attrs = attrs.cast();
+            groups.write([group.cast_const(), core::ptr::null()]);
+            groups.cast::<*const bindings::attribute_group>()
+        }
     }
 }
 

@@ -27,8 +27,17 @@ pub(crate) trait Backend: Sync {
     /// The backend's name, at most 16 bytes: part of the stream's identity.
     fn name(&self) -> &'static str;
 
-    /// The backend's format version: part of the stream's identity.
-    fn version(&self) -> u32;
+    /// The backend's format version, major and minor: part of the stream's identity. A change
+    /// that an older backend cannot load needs a new major version; a new minor version may only
+    /// add optional records.
+    fn version(&self) -> (u16, u16);
+
+    /// Whether the device never initiates DMA, so that its DMA dirty log is truly always clean
+    /// and the driver may offer DMA logging for it. A device that can do DMA without the driver
+    /// tracking it must say `false` (the default): userspace then knows it has no logging.
+    fn dma_free(&self) -> bool {
+        false
+    }
 
     /// Returns the sections of the device's state, or an error if the device (e.g. a BAR
     /// missing or of an unexpected size) cannot be driven by this backend.

@@ -90,8 +90,8 @@ impl Backend for Edu {
         "edu"
     }
 
-    fn version(&self) -> u32 {
-        1
+    fn version(&self) -> (u16, u16) {
+        (1, 0)
     }
 
     fn layout(&self, bars: &BarLens) -> Result<Layout> {

@@ -41,8 +41,13 @@ impl Backend for Ivshmem {
         "ivshmem"
     }
 
-    fn version(&self) -> u32 {
-        1
+    fn version(&self) -> (u16, u16) {
+        (1, 0)
+    }
+
+    /// ivshmem-plain has no DMA engine: its memory is its own BAR2, which only CPUs write.
+    fn dma_free(&self) -> bool {
+        true
     }
 
     fn layout(&self, bars: &BarLens) -> Result<Layout> {

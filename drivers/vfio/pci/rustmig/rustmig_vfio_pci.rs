@@ -17,6 +17,7 @@
 //! try-locks the state lock; when that fails, the reset is deferred to whoever holds it, which
 //! applies it before unlocking (see [`StateGuard`]).
 
+use core::fmt::Write;
 use kernel::{
     device::{
         self,
@@ -29,6 +30,10 @@ use kernel::{
     prelude::*,
     sync::{
         aref::ARef,
+        atomic::{
+            Atomic,
+            Relaxed, //
+        },
         lock::{
             mutex::MutexBackend,
             Guard, //
@@ -44,7 +49,10 @@ use kernel::{
         },
         pci::{
             self as vfio_pci,
+            AttributeWriter,
             DeviceId,
+            DirtyBitmap,
+            LogRanges,
             NUM_BARS, //
         }, //
     }, //
@@ -101,6 +109,8 @@ pub(crate) struct RustMigDevice {
     /// A reset happened while the state lock was held: the holder applies it.
     #[pin]
     deferred_reset: SpinLock<bool>,
+    /// DMA dirty logging was started (only for a backend whose device never does DMA).
+    logging: Atomic<bool>,
 }
 
 /// The state behind [`RustMigDevice::state`].
@@ -169,36 +179,26 @@ impl Drop for StateGuard<'_> {
 }
 
 impl RustMigDevice {
-    /// Checks the header of a stream being resumed against this device.
-    pub(crate) fn check_identity(&self, dev: &device::Device, h: &Header) -> Result {
-        let (mine, theirs) = (&self.identity, &h.identity);
-        let mismatch = if theirs.backend != mine.backend {
-            Some("backend")
-        } else if (theirs.vendor, theirs.device) != (mine.vendor, mine.device) {
-            Some("vendor/device id")
-        } else if (theirs.subsystem_vendor, theirs.subsystem_device)
-            != (mine.subsystem_vendor, mine.subsystem_device)
-        {
-            Some("subsystem id")
-        } else if theirs.class_rev != mine.class_rev {
-            Some("class/revision")
-        } else if theirs.backend_version != mine.backend_version {
-            Some("backend version")
-        } else if h.payload_len != self.layout.payload_len() {
-            Some("state size")
-        } else {
-            None
-        };
-        match mismatch {
-            Some(field) => {
-                dev_err!(
-                    dev,
-                    "resume: stream refused, its {field} differs from this device's\n"
-                );
-                Err(EPROTO)
-            }
-            None => Ok(()),
+    /// Checks the header of a stream being resumed against this device, by the rules of
+    /// [`Identity::mismatch`], and that its length leaves room for the whole device state.
+    pub(crate) fn check_header(&self, dev: &device::Device, h: &Header) -> Result {
+        if let Some(field) = self.identity.mismatch(&h.identity) {
+            dev_err!(
+                dev,
+                "resume: stream refused, its {field} differs from this device's\n"
+            );
+            return Err(EPROTO);
         }
+        if h.payload_len < self.layout.payload_len() {
+            dev_err!(
+                dev,
+                "resume: stream refused, {} bytes cannot hold the {} of this device's state\n",
+                h.payload_len,
+                self.layout.payload_len()
+            );
+            return Err(EINVAL);
+        }
+        Ok(())
     }
 
     /// Carries out one arc of the state machine.
@@ -256,6 +256,7 @@ impl vfio_pci::Driver for RustMig {
     const NAME: &'static CStr = c"rustmig-vfio-pci";
     const ID_TABLE: vfio_pci::IdTable<&'static dyn Backend> = &PCI_TABLE;
     const MIGRATION_FLAGS: Flags = Flags::STOP_COPY.union(Flags::P2P).union(Flags::PRE_COPY);
+    const ATTRIBUTE: Option<&'static CStr> = Some(c"migration_compat");
 
     fn probe(
         pdev: &pci::Device<Core<'_>>,
@@ -276,20 +277,24 @@ impl vfio_pci::Driver for RustMig {
                 dev_err!(pdev, "{}: unexpected BARs {lens:?}: {e:?}\n", b.name());
             })
         });
-        let identity = backend.map(|b| Identity {
-            vendor,
-            device,
-            subsystem_vendor: pdev.subsystem_vendor_id(),
-            subsystem_device: pdev.subsystem_device_id(),
-            class_rev: pdev.pci_class().as_raw() << 8 | u32::from(pdev.revision_id()),
-            backend: backend_id(b.name()),
-            backend_version: b.version(),
+        let identity = backend.and_then(|b| {
+            Ok(Identity {
+                vendor,
+                device,
+                subsystem_vendor: pdev.subsystem_vendor_id(),
+                subsystem_device: pdev.subsystem_device_id(),
+                class_rev: pdev.pci_class().as_raw() << 8 | u32::from(pdev.revision_id()),
+                backend: backend_id(b.name()),
+                backend_major: b.version().0,
+                backend_minor: b.version().1,
+                state_size: layout.as_ref().map_err(|e| *e)?.state_size(),
+            })
         });
-        if let (Ok(b), Ok(l)) = (&backend, &layout) {
+        if let (Ok(id), Ok(l)) = (&identity, &layout) {
             dev_info!(
                 pdev,
-                "{vendor:04x}:{device:04x} uses the {} backend, {} byte stream\n",
-                b.name(),
+                "{}, {} byte stream\n",
+                format_args!("{id}"),
                 l.stream_len()
             );
         }
@@ -302,10 +307,18 @@ impl vfio_pci::Driver for RustMig {
                 session: None,
             }, "rustmig::RustMigDevice::state"),
             deferred_reset <- new_spinlock!(false, "rustmig::RustMigDevice::deferred_reset"),
+            logging: Atomic::new(false),
         })
     }
 
+    /// The compatibility descriptor: the identity that this device's streams carry and that it
+    /// requires of the streams it loads.
+    fn show_attribute(dev: &vfio_pci::Device<Self>, out: &mut AttributeWriter<'_>) -> Result {
+        writeln!(out, "{}", dev.data().identity).map_err(|_| EOVERFLOW)
+    }
+
     fn close_device(dev: &vfio_pci::Device<Self>) {
+        dev.data().logging.store(false, Relaxed);
         StateGuard::lock(dev).inner().reset(dev);
     }
 
@@ -347,6 +360,48 @@ impl vfio_pci::Driver for RustMig {
             dev.fence_bars();
         }
         res
+    }
+
+    /// DMA logging is offered only for devices that never do DMA: their log is really clean.
+    fn dma_logging(data: &RustMigDevice) -> bool {
+        data.backend.dma_free()
+    }
+
+    fn log_start(
+        dev: &vfio_pci::Device<Self>,
+        ranges: LogRanges<'_>,
+        _page_size: &mut u64,
+    ) -> Result {
+        let data = dev.data();
+        if !data.backend.dma_free() {
+            return Err(EOPNOTSUPP);
+        }
+        let bytes: u64 = ranges.iter().map(|(_, len)| len as u64).sum();
+        dev_dbg!(
+            dev,
+            "DMA logging of {} ranges, {bytes} bytes: the device does no DMA\n",
+            ranges.len()
+        );
+        data.logging.store(true, Relaxed);
+        Ok(())
+    }
+
+    fn log_stop(dev: &vfio_pci::Device<Self>) -> Result {
+        dev.data().logging.store(false, Relaxed);
+        Ok(())
+    }
+
+    /// Nothing is ever dirty: the device has no way to write memory (see [`Backend::dma_free`]).
+    fn log_read_and_clear(
+        dev: &vfio_pci::Device<Self>,
+        _iova: usize,
+        _length: usize,
+        _dirty: &mut DirtyBitmap<'_>,
+    ) -> Result {
+        if !dev.data().logging.load(Relaxed) {
+            return Err(EINVAL);
+        }
+        Ok(())
     }
 
     fn migration_get_state(dev: &vfio_pci::Device<Self>) -> Result<State> {

@@ -20,6 +20,7 @@ use crate::{
     backend::Bars,
     stream::{
         record_header,
+        seal_record,
         section_data,
         Cursor,
         Event,
@@ -279,9 +280,11 @@ impl SaveStream {
                 u.resize(at + len, 0, GFP_KERNEL)?;
                 let bars = s.bars()?;
                 data.backend.save(&bars, tag, offset, &mut u[at..])?;
+                seal_record(u);
             }
             Unit::End => {
-                u.extend_from_slice(&record_header(TAG_END, FLAG_MANDATORY, 0), GFP_KERNEL)?
+                u.extend_from_slice(&record_header(TAG_END, FLAG_MANDATORY, 0), GFP_KERNEL)?;
+                seal_record(u);
             }
         }
         self.unit_start = pos;
@@ -296,7 +299,7 @@ impl ResumeStream {
         let dev = s.dev.as_ref();
         let (next_section, next_offset) = (&mut self.next_section, &mut self.next_offset);
         self.parser.feed(&self.bounce[..len], |ev| match ev {
-            Event::Header(h) => data.check_identity(dev, h),
+            Event::Header(h) => data.check_header(dev, h),
             Event::Record {
                 tag,
                 mandatory,

@@ -2,40 +2,51 @@
 
 //! The migration stream: a header, then records, then an end record.
 //!
-//! All integers are little endian. The header (64 bytes in version 1.0) says what the stream is
-//! and which device it belongs to:
+//! The format is defined in `include/uapi/linux/vfio_rustmig.h` and described byte by byte in
+//! `Documentation/driver-api/vfio-pci-rustmig.rst`. All integers are little endian:
 //!
 //! ```text
-//!  0 magic "RMIG"          4 major u16   6 minor u16   8 header_len u32   12 flags u32
+//!  0 magic "RMIG"   4 major u16   6 minor u16   8 header_len u32   12 flags u32
 //! 16 vendor u16   18 device u16   20 subsystem_vendor u16   22 subsystem_device u16
-//! 24 class_rev u32 (class << 8 | revision)   28 backend_version u32
-//! 32 backend name, 16 bytes, NUL padded      48 payload_len u64 (bytes after the header)
-//! 56 reserved, 8 bytes
+//! 24 class_rev u32 (class << 8 | revision)   28 backend_major u16   30 backend_minor u16
+//! 32 backend name, 16 bytes, NUL padded      48 state_size u64      56 payload_len u64
+//! 64 header_crc u32 (CRC-32C of the header_len bytes, this field zero)   68 reserved u32
 //! ```
 //!
-//! Each record is a 16-byte record header (tag u32, flags u32, len u32, reserved u32) and `len`
-//! bytes of payload. The device state is split into sections (a backend's register block, its
-//! memory); a section travels as records of at most [`CHUNK`] bytes whose payload is the offset
-//! in the section (u64) followed by the data, in order. The end record has tag [`TAG_END`] and no
-//! payload.
+//! Each record is a 16-byte record header (tag u32, flags u32, len u32, crc u32) and `len` bytes
+//! of payload; `crc` is the CRC-32C of the record header's first 12 bytes and the payload. The
+//! device state is split into sections (a backend's register block, its memory); a section
+//! travels as records of at most [`CHUNK`] bytes whose payload is the offset in the section
+//! (u64) followed by the data, in order. The end record has tag [`TAG_END`] and no payload.
 //!
 //! Both directions work in bounded memory: the saving side builds one record at a time, the
-//! [`Parser`] holds at most one record.
+//! [`Parser`] holds at most one record, and checks it whole before handing it on.
+//!
+//! This module is pure: it uses `kernel::prelude` and `kernel::crc` only, so that the userspace
+//! inspector (`tools/rustmig`) builds the very same file.
 
-use kernel::prelude::*;
+use core::fmt;
+use kernel::{
+    crc::Crc32c,
+    prelude::*, //
+};
 
 /// The stream's magic.
 pub(crate) const MAGIC: [u8; 4] = *b"RMIG";
 /// The major version: a stream of another major version is refused.
 pub(crate) const VERSION_MAJOR: u16 = 1;
-/// The minor version: newer minor versions only add optional records or header fields.
+/// The minor version: newer minor versions only lengthen the header and add optional records.
 pub(crate) const VERSION_MINOR: u16 = 0;
 /// The length of the version 1.0 header.
-pub(crate) const HEADER_LEN: usize = 64;
+pub(crate) const HEADER_LEN: usize = 72;
 /// The largest header accepted (a newer minor version may have a longer one).
 pub(crate) const MAX_HEADER_LEN: usize = 4096;
+/// Where the header's CRC is.
+pub(crate) const HEADER_CRC_OFFSET: usize = 64;
 /// The length of a record header.
 pub(crate) const RECORD_HEADER_LEN: usize = 16;
+/// The bytes of a record header that its CRC covers (all but the CRC).
+const RECORD_CRC_COVERS: usize = 12;
 /// The largest amount of section data in one record.
 pub(crate) const CHUNK: usize = 64 * 1024;
 /// The length of the section offset that starts a section record's payload.
@@ -48,23 +59,26 @@ pub(crate) const TAG_END: u32 = 0;
 pub(crate) const FLAG_MANDATORY: u32 = 1;
 /// The most sections a backend may have.
 pub(crate) const MAX_SECTIONS: usize = 4;
+/// The length of a backend's name.
+pub(crate) const BACKEND_NAME_LEN: usize = 16;
 
 /// Reads a little-endian `u16` at `off`.
-fn le16(b: &[u8], off: usize) -> u16 {
+pub(crate) fn le16(b: &[u8], off: usize) -> u16 {
     u16::from_le_bytes([b[off], b[off + 1]])
 }
 
 /// Reads a little-endian `u32` at `off`.
-fn le32(b: &[u8], off: usize) -> u32 {
+pub(crate) fn le32(b: &[u8], off: usize) -> u32 {
     u32::from_le_bytes([b[off], b[off + 1], b[off + 2], b[off + 3]])
 }
 
 /// Reads a little-endian `u64` at `off`.
-fn le64(b: &[u8], off: usize) -> u64 {
+pub(crate) fn le64(b: &[u8], off: usize) -> u64 {
     u64::from(le32(b, off)) | (u64::from(le32(b, off + 4)) << 32)
 }
 
-/// What a stream says about the device it was saved from.
+/// What a stream says about the device it was saved from; also a device's compatibility
+/// descriptor (its `migration_compat` sysfs attribute prints it).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Identity {
     pub(crate) vendor: u16,
@@ -74,9 +88,74 @@ pub(crate) struct Identity {
     /// The class code and revision, as in config space dword 2.
     pub(crate) class_rev: u32,
     /// The backend's name, NUL padded.
-    pub(crate) backend: [u8; 16],
-    /// The backend's format version.
-    pub(crate) backend_version: u32,
+    pub(crate) backend: [u8; BACKEND_NAME_LEN],
+    /// The backend's format version: another major version is incompatible, minor versions
+    /// only add optional records.
+    pub(crate) backend_major: u16,
+    pub(crate) backend_minor: u16,
+    /// The size of the device state: the sum of its sections' lengths.
+    pub(crate) state_size: u64,
+}
+
+impl Identity {
+    /// Returns the backend's name, up to its first NUL.
+    pub(crate) fn backend_name(&self) -> &[u8] {
+        let n = self
+            .backend
+            .iter()
+            .position(|&c| c == 0)
+            .unwrap_or(BACKEND_NAME_LEN);
+        &self.backend[..n]
+    }
+
+    /// Returns the first field in which a stream saved with identity `src` cannot be loaded
+    /// into a device of identity `self`, or `None` if it can.
+    ///
+    /// The rules: the same backend with the same major version, the same PCI vendor, device,
+    /// subsystem ids, class code and revision, and the same state size. Minor versions (of the
+    /// stream format and of the backend) do not matter.
+    pub(crate) fn mismatch(&self, src: &Identity) -> Option<&'static str> {
+        if src.backend != self.backend {
+            Some("backend")
+        } else if src.backend_major != self.backend_major {
+            Some("backend major version")
+        } else if (src.vendor, src.device) != (self.vendor, self.device) {
+            Some("vendor/device id")
+        } else if (src.subsystem_vendor, src.subsystem_device)
+            != (self.subsystem_vendor, self.subsystem_device)
+        {
+            Some("subsystem id")
+        } else if src.class_rev != self.class_rev {
+            Some("class/revision")
+        } else if src.state_size != self.state_size {
+            Some("state size")
+        } else {
+            None
+        }
+    }
+}
+
+/// The compatibility descriptor: one line of `key=value` fields, the stream format version first.
+impl fmt::Display for Identity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "format={VERSION_MAJOR}.{VERSION_MINOR} backend=")?;
+        for &c in self.backend_name() {
+            let c = if c.is_ascii_graphic() { c } else { b'?' };
+            write!(f, "{}", char::from(c))?;
+        }
+        write!(
+            f,
+            "/{}.{} pci={:04x}:{:04x} subsystem={:04x}:{:04x} class_rev={:#010x} state_size={}",
+            self.backend_major,
+            self.backend_minor,
+            self.vendor,
+            self.device,
+            self.subsystem_vendor,
+            self.subsystem_device,
+            self.class_rev,
+            self.state_size
+        )
+    }
 }
 
 /// A decoded stream header.
@@ -88,6 +167,15 @@ pub(crate) struct Header {
     pub(crate) payload_len: u64,
 }
 
+/// Returns the CRC of a header, its CRC field taken as zero.
+fn header_crc(b: &[u8]) -> u32 {
+    let mut crc = Crc32c::new();
+    crc.update(&b[..HEADER_CRC_OFFSET]);
+    crc.update(&[0; 4]);
+    crc.update(&b[HEADER_CRC_OFFSET + 4..]);
+    crc.finish()
+}
+
 impl Header {
     /// Encodes a version 1.0 header.
     pub(crate) fn encode(identity: &Identity, payload_len: u64) -> [u8; HEADER_LEN] {
@@ -95,25 +183,29 @@ impl Header {
         b[0..4].copy_from_slice(&MAGIC);
         b[4..6].copy_from_slice(&VERSION_MAJOR.to_le_bytes());
         b[6..8].copy_from_slice(&VERSION_MINOR.to_le_bytes());
-        // CAST: 64 fits.
+        // CAST: 72 fits.
         b[8..12].copy_from_slice(&(HEADER_LEN as u32).to_le_bytes());
         b[16..18].copy_from_slice(&identity.vendor.to_le_bytes());
         b[18..20].copy_from_slice(&identity.device.to_le_bytes());
         b[20..22].copy_from_slice(&identity.subsystem_vendor.to_le_bytes());
         b[22..24].copy_from_slice(&identity.subsystem_device.to_le_bytes());
         b[24..28].copy_from_slice(&identity.class_rev.to_le_bytes());
-        b[28..32].copy_from_slice(&identity.backend_version.to_le_bytes());
+        b[28..30].copy_from_slice(&identity.backend_major.to_le_bytes());
+        b[30..32].copy_from_slice(&identity.backend_minor.to_le_bytes());
         b[32..48].copy_from_slice(&identity.backend);
-        b[48..56].copy_from_slice(&payload_len.to_le_bytes());
+        b[48..56].copy_from_slice(&identity.state_size.to_le_bytes());
+        b[56..64].copy_from_slice(&payload_len.to_le_bytes());
+        let crc = header_crc(&b);
+        b[HEADER_CRC_OFFSET..HEADER_CRC_OFFSET + 4].copy_from_slice(&crc.to_le_bytes());
         b
     }
 
-    /// Decodes the first [`HEADER_LEN`] bytes of a stream.
+    /// Checks the first [`HEADER_LEN`] bytes of a header and returns the whole header's length.
     ///
-    /// Fails with [`EINVAL`] for a bad magic, header length or flags and with
-    /// [`EPROTONOSUPPORT`] for another major version.
-    pub(crate) fn decode(b: &[u8; HEADER_LEN]) -> Result<Header> {
-        if b[0..4] != MAGIC {
+    /// Fails with [`EINVAL`] for a bad magic or header length and with [`EPROTONOSUPPORT`] for
+    /// another major version.
+    pub(crate) fn check_start(b: &[u8]) -> Result<usize> {
+        if b.len() < HEADER_LEN || b[0..4] != MAGIC {
             return Err(EINVAL);
         }
         if le16(b, 4) != VERSION_MAJOR {
@@ -121,10 +213,28 @@ impl Header {
         }
         // CAST: u32 fits usize.
         let header_len = le32(b, 8) as usize;
-        if !(HEADER_LEN..=MAX_HEADER_LEN).contains(&header_len) || le32(b, 12) != 0 {
+        if !(HEADER_LEN..=MAX_HEADER_LEN).contains(&header_len) {
             return Err(EINVAL);
         }
-        let mut backend = [0u8; 16];
+        Ok(header_len)
+    }
+
+    /// Decodes a whole header (`b` is `header_len` bytes long).
+    ///
+    /// Fails as [`Header::check_start`] does, with [`EINVAL`] if `b` is not the whole header,
+    /// with [`EBADMSG`] if its CRC does not match and with [`EOPNOTSUPP`] if it has flags set.
+    pub(crate) fn decode(b: &[u8]) -> Result<Header> {
+        let header_len = Self::check_start(b)?;
+        if b.len() != header_len {
+            return Err(EINVAL);
+        }
+        if le32(b, HEADER_CRC_OFFSET) != header_crc(b) {
+            return Err(EBADMSG);
+        }
+        if le32(b, 12) != 0 {
+            return Err(EOPNOTSUPP);
+        }
+        let mut backend = [0u8; BACKEND_NAME_LEN];
         backend.copy_from_slice(&b[32..48]);
         Ok(Header {
             minor: le16(b, 6),
@@ -135,21 +245,38 @@ impl Header {
                 subsystem_vendor: le16(b, 20),
                 subsystem_device: le16(b, 22),
                 class_rev: le32(b, 24),
-                backend_version: le32(b, 28),
+                backend_major: le16(b, 28),
+                backend_minor: le16(b, 30),
                 backend,
+                state_size: le64(b, 48),
             },
-            payload_len: le64(b, 48),
+            payload_len: le64(b, 56),
         })
     }
 }
 
-/// Encodes a record header.
+/// Encodes a record header; its CRC is filled in by [`seal_record`].
 pub(crate) fn record_header(tag: u32, flags: u32, len: u32) -> [u8; RECORD_HEADER_LEN] {
     let mut b = [0u8; RECORD_HEADER_LEN];
     b[0..4].copy_from_slice(&tag.to_le_bytes());
     b[4..8].copy_from_slice(&flags.to_le_bytes());
     b[8..12].copy_from_slice(&len.to_le_bytes());
     b
+}
+
+/// Returns the CRC of a record: its header `rec` (without the CRC) and its payload.
+fn record_crc(rec: &[u8], payload: &[u8]) -> u32 {
+    let mut crc = Crc32c::new();
+    crc.update(&rec[..RECORD_CRC_COVERS]);
+    crc.update(payload);
+    crc.finish()
+}
+
+/// Fills in the CRC of `record`, a record header followed by its whole payload.
+pub(crate) fn seal_record(record: &mut [u8]) {
+    let (rec, payload) = record.split_at_mut(RECORD_HEADER_LEN);
+    let crc = record_crc(rec, payload);
+    rec[RECORD_CRC_COVERS..].copy_from_slice(&crc.to_le_bytes());
 }
 
 /// A part of a device's state: `len` bytes, travelling as records tagged `tag`.
@@ -201,6 +328,11 @@ impl Layout {
     /// Returns the index of the section tagged `tag`.
     pub(crate) fn find(&self, tag: u32) -> Option<usize> {
         self.sections().iter().position(|s| s.tag == tag)
+    }
+
+    /// Returns the size of the device state: the sum of the sections' lengths.
+    pub(crate) fn state_size(&self) -> u64 {
+        self.sections().iter().map(|s| s.len).sum()
     }
 
     /// Returns the length of the stream after the header.
@@ -280,7 +412,7 @@ impl Cursor {
 pub(crate) enum Event<'a> {
     /// The header: the receiver checks it before any record is applied.
     Header(&'a Header),
-    /// A complete record other than the end record.
+    /// A complete record other than the end record, its CRC checked.
     Record {
         tag: u32,
         mandatory: bool,
@@ -303,7 +435,7 @@ pub(crate) fn section_data(payload: &[u8]) -> Result<(u64, &[u8])> {
 enum Phase {
     /// Collecting the first [`HEADER_LEN`] bytes.
     Header,
-    /// Skipping the rest of a longer header.
+    /// Collecting the rest of a longer header.
     HeaderRest,
     /// Collecting a record header.
     RecordHeader,
@@ -316,12 +448,21 @@ enum Phase {
 }
 
 /// An incremental, bounded stream parser: it accepts the stream in pieces of any size and reports
-/// each complete unit through a sink.
+/// each complete, checked unit through a sink.
+///
+/// It refuses, with the errno of the first problem found:
+/// - [`EINVAL`]: a bad magic or header length, unknown record flags, a record longer than
+///   [`MAX_RECORD`], an end record with a payload, more or fewer bytes than the header's
+///   `payload_len`, bytes after the end record;
+/// - [`EPROTONOSUPPORT`]: another major version;
+/// - [`EBADMSG`]: a header or record whose CRC does not match, before it is reported;
+/// - [`EOPNOTSUPP`]: header flags;
+/// - whatever the sink returns.
 pub(crate) struct Parser {
     phase: Phase,
     /// The bytes of the unit being collected.
     buf: KVec<u8>,
-    /// The length of the unit being collected (or of the header bytes to skip).
+    /// The length of the unit being collected.
     need: usize,
     /// The record header being collected or whose payload is being collected.
     rec: [u8; RECORD_HEADER_LEN],
@@ -336,7 +477,7 @@ impl Parser {
     pub(crate) fn new() -> Result<Parser> {
         Ok(Parser {
             phase: Phase::Header,
-            buf: KVec::with_capacity(MAX_RECORD, GFP_KERNEL)?,
+            buf: KVec::with_capacity(MAX_RECORD.max(MAX_HEADER_LEN), GFP_KERNEL)?,
             need: HEADER_LEN,
             rec: [0; RECORD_HEADER_LEN],
             payload_len: 0,
@@ -386,20 +527,13 @@ impl Parser {
                 // Bytes after the end record.
                 return Err(EINVAL);
             }
+            // `need` never exceeds the buffer's capacity: this does not allocate.
             let n = (self.need - self.buf.len()).min(data.len());
-            if self.phase == Phase::HeaderRest {
-                self.need -= n;
-            } else {
-                self.buf.extend_from_slice(&data[..n], GFP_KERNEL)?;
-            }
+            self.buf.extend_from_slice(&data[..n], GFP_KERNEL)?;
             data = &data[n..];
-            if self.phase != Phase::HeaderRest && self.buf.len() < self.need {
-                continue;
+            if self.buf.len() == self.need {
+                self.unit_done(sink)?;
             }
-            if self.phase == Phase::HeaderRest && self.need > 0 {
-                continue;
-            }
-            self.unit_done(sink)?;
         }
         Ok(())
     }
@@ -408,53 +542,65 @@ impl Parser {
     fn unit_done(&mut self, sink: &mut impl FnMut(Event<'_>) -> Result) -> Result {
         match self.phase {
             Phase::Header => {
-                let mut b = [0u8; HEADER_LEN];
-                b.copy_from_slice(&self.buf);
-                let h = Header::decode(&b)?;
-                sink(Event::Header(&h))?;
-                self.payload_len = h.payload_len;
-                self.buf.clear();
-                if h.header_len > HEADER_LEN {
+                let header_len = Header::check_start(&self.buf)?;
+                if header_len > HEADER_LEN {
                     self.phase = Phase::HeaderRest;
-                    self.need = h.header_len - HEADER_LEN;
+                    self.need = header_len;
                 } else {
-                    self.record_header_next();
+                    self.whole_header(sink)?;
                 }
             }
-            Phase::HeaderRest => self.record_header_next(),
+            Phase::HeaderRest => self.whole_header(sink)?,
             Phase::RecordHeader => {
                 self.rec.copy_from_slice(&self.buf);
                 self.buf.clear();
                 let (tag, flags) = (le32(&self.rec, 0), le32(&self.rec, 4));
                 // CAST: u32 fits usize.
                 let len = le32(&self.rec, 8) as usize;
-                if flags & !FLAG_MANDATORY != 0 || len > MAX_RECORD {
+                if flags & !FLAG_MANDATORY != 0 || len > MAX_RECORD || (tag == TAG_END && len != 0)
+                {
                     return Err(EINVAL);
                 }
                 self.consume(RECORD_HEADER_LEN + len)?;
-                if tag == TAG_END {
-                    if len != 0 || self.consumed != self.payload_len {
-                        return Err(EINVAL);
-                    }
-                    sink(Event::End)?;
-                    self.phase = Phase::Done;
-                } else if len == 0 {
-                    self.payload_done(sink)?;
+                if len == 0 {
+                    self.record_done(sink)?;
                 } else {
                     self.phase = Phase::Payload;
                     self.need = len;
                 }
             }
-            Phase::Payload => self.payload_done(sink)?,
+            Phase::Payload => self.record_done(sink)?,
             Phase::Done | Phase::Failed(_) => return Err(EINVAL),
         }
         Ok(())
     }
 
-    /// Hands the complete record in `rec` and `buf` to `sink`.
-    fn payload_done(&mut self, sink: &mut impl FnMut(Event<'_>) -> Result) -> Result {
+    /// Checks the whole header in `buf` and hands it to `sink`.
+    fn whole_header(&mut self, sink: &mut impl FnMut(Event<'_>) -> Result) -> Result {
+        let h = Header::decode(&self.buf)?;
+        sink(Event::Header(&h))?;
+        self.payload_len = h.payload_len;
+        self.buf.clear();
+        self.record_header_next();
+        Ok(())
+    }
+
+    /// Checks the complete record in `rec` and `buf` and hands it to `sink`.
+    fn record_done(&mut self, sink: &mut impl FnMut(Event<'_>) -> Result) -> Result {
+        if le32(&self.rec, RECORD_CRC_COVERS) != record_crc(&self.rec, &self.buf) {
+            return Err(EBADMSG);
+        }
+        let tag = le32(&self.rec, 0);
+        if tag == TAG_END {
+            if self.consumed != self.payload_len {
+                return Err(EINVAL);
+            }
+            sink(Event::End)?;
+            self.phase = Phase::Done;
+            return Ok(());
+        }
         sink(Event::Record {
-            tag: le32(&self.rec, 0),
+            tag,
             mandatory: le32(&self.rec, 4) & FLAG_MANDATORY != 0,
             payload: &self.buf,
         })?;
@@ -491,48 +637,90 @@ mod tests {
         subsystem_device: 0x1100,
         class_rev: 0x0500_0001,
         backend: *b"ivshmem\0\0\0\0\0\0\0\0\0",
-        backend_version: 1,
+        backend_major: 1,
+        backend_minor: 0,
+        state_size: 2 * CHUNK as u64 + 11,
     };
+
+    /// A record tag the test's receiver does not know.
+    const TAG_UNKNOWN: u32 = 0x8000_0001;
+
+    /// Appends a sealed record to `v`.
+    fn push_record(v: &mut KVec<u8>, tag: u32, flags: u32, payload: &[u8]) -> Result {
+        let at = v.len();
+        // CAST: The tests' payloads fit u32.
+        v.extend_from_slice(&record_header(tag, flags, payload.len() as u32), GFP_KERNEL)?;
+        v.extend_from_slice(payload, GFP_KERNEL)?;
+        seal_record(&mut v[at..]);
+        Ok(())
+    }
 
     /// Builds the stream of `layout` whose section bytes are `f(tag, offset)`.
     fn build(layout: &Layout, f: impl Fn(u32, u64) -> u8) -> Result<KVec<u8>> {
         let mut v = KVec::new();
         let mut c = Cursor::default();
+        let mut payload = KVec::new();
         while let Some(u) = c.next_unit(layout) {
             match u {
                 Unit::Header => {
                     v.extend_from_slice(&Header::encode(&ID, layout.payload_len()), GFP_KERNEL)?
                 }
                 Unit::Record { tag, offset, len } => {
-                    // CAST: At most `MAX_RECORD`.
-                    let h = record_header(tag, FLAG_MANDATORY, (OFFSET_LEN + len) as u32);
-                    v.extend_from_slice(&h, GFP_KERNEL)?;
-                    v.extend_from_slice(&offset.to_le_bytes(), GFP_KERNEL)?;
+                    payload.clear();
+                    payload.extend_from_slice(&offset.to_le_bytes(), GFP_KERNEL)?;
                     for i in 0..len as u64 {
-                        v.push(f(tag, offset + i), GFP_KERNEL)?;
+                        payload.push(f(tag, offset + i), GFP_KERNEL)?;
                     }
+                    push_record(&mut v, tag, FLAG_MANDATORY, &payload)?;
                 }
-                Unit::End => {
-                    v.extend_from_slice(&record_header(TAG_END, FLAG_MANDATORY, 0), GFP_KERNEL)?
-                }
+                Unit::End => push_record(&mut v, TAG_END, FLAG_MANDATORY, &[])?,
             }
         }
         Ok(v)
     }
 
-    /// Parses `s` fed in pieces of `step` bytes; returns (records, data bytes, complete, error).
-    fn parse(s: &[u8], step: usize) -> Result<(u32, u64, bool, Option<Error>)> {
+    /// Recomputes the CRC of the header at the start of `s`.
+    fn fix_header(s: &mut [u8]) {
+        // CAST: The tests' headers are short.
+        let len = le32(s, 8) as usize;
+        let crc = header_crc(&s[..len]);
+        s[HEADER_CRC_OFFSET..HEADER_CRC_OFFSET + 4].copy_from_slice(&crc.to_le_bytes());
+    }
+
+    /// What parsing a stream gave.
+    struct Parsed {
+        records: u32,
+        bytes: u64,
+        skipped: u32,
+        complete: bool,
+        err: Option<Error>,
+    }
+
+    /// Parses `s` fed in pieces of `step` bytes, with a receiver that knows the tags of
+    /// [`layout`] and checks the identity.
+    fn parse(s: &[u8], step: usize) -> Result<Parsed> {
         let mut p = Parser::new()?;
-        let (mut records, mut bytes) = (0u32, 0u64);
+        let (mut records, mut bytes, mut skipped) = (0u32, 0u64, 0u32);
         for piece in s.chunks(step) {
             let r = p.feed(piece, |ev| {
                 match ev {
                     Event::Header(h) => {
-                        if h.identity != ID {
+                        if ID.mismatch(&h.identity).is_some() {
                             return Err(EPROTO);
                         }
                     }
-                    Event::Record { payload, .. } => {
+                    Event::Record {
+                        tag,
+                        mandatory,
+                        payload,
+                    } => {
+                        if tag != 1 && tag != 2 {
+                            if mandatory {
+                                return Err(EOPNOTSUPP);
+                            }
+                            skipped += 1;
+                            return Ok(());
+                        }
                         let (_, data) = section_data(payload)?;
                         records += 1;
                         bytes += data.len() as u64;
@@ -545,7 +733,13 @@ mod tests {
                 break;
             }
         }
-        Ok((records, bytes, p.is_complete(), p.error()))
+        Ok(Parsed {
+            records,
+            bytes,
+            skipped,
+            complete: p.is_complete(),
+            err: p.error(),
+        })
     }
 
     fn layout() -> Result<Layout> {
@@ -558,6 +752,17 @@ mod tests {
         ])
     }
 
+    fn copy(s: &[u8]) -> Result<KVec<u8>> {
+        let mut v = KVec::new();
+        v.extend_from_slice(s, GFP_KERNEL)?;
+        Ok(v)
+    }
+
+    #[test]
+    fn crc32c_is_the_castagnoli_crc() {
+        assert_eq!(Crc32c::checksum(b"123456789"), 0xe306_9283);
+    }
+
     #[test]
     fn header_round_trips() {
         let b = Header::encode(&ID, 1234);
@@ -565,25 +770,63 @@ mod tests {
         assert!(h.is_ok());
         if let Ok(h) = h {
             assert!(h.identity == ID);
+            assert!(ID.mismatch(&h.identity).is_none());
             assert_eq!(h.payload_len, 1234);
             assert_eq!(h.header_len, HEADER_LEN);
         }
     }
 
     #[test]
-    fn header_refuses_bad_magic_major_and_length() {
-        let mut b = Header::encode(&ID, 0);
+    fn header_refusals_come_in_their_documented_order() {
+        let good = Header::encode(&ID, 0);
+        let mut b = good;
         b[0] ^= 1;
         assert!(Header::decode(&b) == Err(EINVAL));
-        let mut b = Header::encode(&ID, 0);
+        // The major version is checked before the CRC: a future layout may move the CRC.
+        let mut b = good;
         b[4] = 2;
         assert!(Header::decode(&b) == Err(EPROTONOSUPPORT));
-        let mut b = Header::encode(&ID, 0);
-        b[8] = 63;
+        let mut b = good;
+        b[8] = 71;
         assert!(Header::decode(&b) == Err(EINVAL));
-        let mut b = Header::encode(&ID, 0);
+        for byte in [6, 12, 16, 28, 32, 48, 56, 64, 68, 71] {
+            let mut b = good;
+            b[byte] ^= 0x10;
+            assert!(Header::decode(&b) == Err(EBADMSG));
+        }
+        let mut b = good;
         b[12] = 1;
-        assert!(Header::decode(&b) == Err(EINVAL));
+        fix_header(&mut b);
+        assert!(Header::decode(&b) == Err(EOPNOTSUPP));
+        // Another minor version is accepted.
+        let mut b = good;
+        b[6] = 7;
+        fix_header(&mut b);
+        assert!(matches!(Header::decode(&b), Ok(h) if h.minor == 7));
+    }
+
+    #[test]
+    fn identity_rules() {
+        let mut other = ID;
+        other.backend_minor = 3;
+        assert!(ID.mismatch(&other).is_none());
+        other.backend_major = 2;
+        assert_eq!(ID.mismatch(&other), Some("backend major version"));
+        let mut other = ID;
+        other.backend[0] = b'e';
+        assert_eq!(ID.mismatch(&other), Some("backend"));
+        let mut other = ID;
+        other.device += 1;
+        assert_eq!(ID.mismatch(&other), Some("vendor/device id"));
+        let mut other = ID;
+        other.subsystem_device += 1;
+        assert_eq!(ID.mismatch(&other), Some("subsystem id"));
+        let mut other = ID;
+        other.class_rev += 1;
+        assert_eq!(ID.mismatch(&other), Some("class/revision"));
+        let mut other = ID;
+        other.state_size += 1;
+        assert_eq!(ID.mismatch(&other), Some("state size"));
     }
 
     #[test]
@@ -591,6 +834,7 @@ mod tests {
         let l = layout()?;
         let s = build(&l, |_, o| o as u8)?;
         assert_eq!(s.len() as u64, l.stream_len());
+        assert_eq!(l.state_size(), ID.state_size);
         Ok(())
     }
 
@@ -599,11 +843,39 @@ mod tests {
         let l = layout()?;
         let s = build(&l, |t, o| (o as u8) ^ (t as u8))?;
         for step in [1, 7, 16, 4096, s.len()] {
-            let (records, bytes, complete, err) = parse(&s, step)?;
-            assert_eq!(records, 4);
-            assert_eq!(bytes, 2 * CHUNK as u64 + 11);
-            assert!(complete);
-            assert!(err.is_none());
+            let p = parse(&s, step)?;
+            assert_eq!(p.records, 4);
+            assert_eq!(p.bytes, 2 * CHUNK as u64 + 11);
+            assert!(p.complete);
+            assert!(p.err.is_none());
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn longer_header_and_optional_records_are_accepted() -> Result {
+        let l = layout()?;
+        let s = build(&l, |_, _| 0)?;
+        // A header of 80 bytes, as a newer minor version may write, and an optional record of
+        // an unknown tag before the end record.
+        let mut v = KVec::new();
+        v.extend_from_slice(&s[..HEADER_LEN], GFP_KERNEL)?;
+        v.extend_from_slice(&[0xee; 8], GFP_KERNEL)?;
+        v[8] = 80;
+        v[6] = 1;
+        let end = s.len() - RECORD_HEADER_LEN;
+        v.extend_from_slice(&s[HEADER_LEN..end], GFP_KERNEL)?;
+        push_record(&mut v, TAG_UNKNOWN, 0, b"from a newer minor version")?;
+        v.extend_from_slice(&s[end..], GFP_KERNEL)?;
+        let payload_len = l.payload_len() + (RECORD_HEADER_LEN + 26) as u64;
+        v[56..64].copy_from_slice(&payload_len.to_le_bytes());
+        fix_header(&mut v);
+        for step in [1, 50, 4096] {
+            let p = parse(&v, step)?;
+            assert!(p.err.is_none());
+            assert!(p.complete);
+            assert_eq!(p.records, 4);
+            assert_eq!(p.skipped, 1);
         }
         Ok(())
     }
@@ -620,9 +892,9 @@ mod tests {
             HEADER_LEN + 5,
             s.len() - 1,
         ] {
-            let (_, _, complete, err) = parse(&s[..cut], 13)?;
-            assert!(!complete);
-            assert!(err.is_none());
+            let p = parse(&s[..cut], 13)?;
+            assert!(!p.complete);
+            assert!(p.err.is_none());
         }
         Ok(())
     }
@@ -632,31 +904,56 @@ mod tests {
         let l = layout()?;
         let mut s = build(&l, |_, _| 0)?;
         s.push(0, GFP_KERNEL)?;
-        let (_, _, _, err) = parse(&s, 100)?;
-        assert!(err == Some(EINVAL));
+        assert!(parse(&s, 100)?.err == Some(EINVAL));
         Ok(())
     }
 
     #[test]
-    fn oversized_record_and_wrong_total_are_refused() -> Result {
+    fn bad_record_headers_and_totals_are_refused() -> Result {
         let l = layout()?;
         let s = build(&l, |_, _| 0)?;
-        let copy = |s: &KVec<u8>| -> Result<KVec<u8>> {
-            let mut v = KVec::new();
-            v.extend_from_slice(s, GFP_KERNEL)?;
-            Ok(v)
-        };
-        let mut big = copy(&s)?;
         // The first record's length.
+        let mut big = copy(&s)?;
         big[HEADER_LEN + 8..HEADER_LEN + 12]
             .copy_from_slice(&(MAX_RECORD as u32 + 1).to_le_bytes());
-        assert!(parse(&big, 64)?.3 == Some(EINVAL));
+        assert!(parse(&big, 64)?.err == Some(EINVAL));
         let mut total = copy(&s)?;
-        total[48] ^= 1;
-        assert!(parse(&total, 64)?.3 == Some(EINVAL));
-        let mut flags = s;
+        total[56] ^= 1;
+        fix_header(&mut total);
+        assert!(parse(&total, 64)?.err == Some(EINVAL));
+        let mut flags = copy(&s)?;
         flags[HEADER_LEN + 4] = 2;
-        assert!(parse(&flags, 64)?.3 == Some(EINVAL));
+        assert!(parse(&flags, 64)?.err == Some(EINVAL));
+        // A mandatory record of an unknown tag, in place of the end record (as long).
+        let mut v = copy(&s[..s.len() - RECORD_HEADER_LEN])?;
+        push_record(&mut v, TAG_UNKNOWN, FLAG_MANDATORY, &[])?;
+        assert!(parse(&v, 64)?.err == Some(EOPNOTSUPP));
+        Ok(())
+    }
+
+    #[test]
+    fn a_corrupt_record_is_refused_before_it_is_reported() -> Result {
+        let l = layout()?;
+        let s = build(&l, |_, _| 0x5a)?;
+        // A byte of the second record's data (the first of section 2).
+        let at = HEADER_LEN + RECORD_HEADER_LEN + OFFSET_LEN + 8 + RECORD_HEADER_LEN + 100;
+        for bit in 0..8 {
+            let mut v = copy(&s)?;
+            v[at] ^= 1 << bit;
+            let p = parse(&v, 4096)?;
+            assert!(p.err == Some(EBADMSG));
+            assert_eq!(p.records, 1);
+        }
+        // The CRC field itself, and the end record's.
+        let mut v = copy(&s)?;
+        v[HEADER_LEN + 12] ^= 1;
+        assert!(parse(&v, 4096)?.err == Some(EBADMSG));
+        let mut v = copy(&s)?;
+        let n = v.len();
+        v[n - 1] ^= 0x80;
+        let p = parse(&v, 4096)?;
+        assert!(p.err == Some(EBADMSG));
+        assert!(!p.complete);
         Ok(())
     }
 
@@ -665,10 +962,11 @@ mod tests {
         let l = layout()?;
         let mut s = build(&l, |_, _| 0)?;
         s[16] ^= 1;
-        let (records, _, complete, err) = parse(&s, 4096)?;
-        assert_eq!(records, 0);
-        assert!(!complete);
-        assert!(err == Some(EPROTO));
+        fix_header(&mut s);
+        let p = parse(&s, 4096)?;
+        assert_eq!(p.records, 0);
+        assert!(!p.complete);
+        assert!(p.err == Some(EPROTO));
         Ok(())
     }
 }

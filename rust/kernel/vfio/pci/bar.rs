@@ -52,8 +52,9 @@ const OFFSET_SHIFT: u32 = bindings::VFIO_PCI_OFFSET_SHIFT;
 /// The state of a device's BARs kept by the abstraction.
 #[pin_data]
 pub(super) struct BarGate {
-    /// User access to the BARs is fenced off. Set under `memory_lock` held for writing, read by
-    /// the fault handler under `memory_lock` held for reading.
+    /// User access to the BARs is fenced off. Set under `memory_lock` held for writing (so no
+    /// fault maps a page between the flag and the zap), read by the fault handler under
+    /// `memory_lock` held for reading; cleared without a lock.
     fenced: Atomic<bool>,
     /// The device is open, so `vfio_pci_core` has its BARs mapped. Changed under `memory_lock`
     /// held for writing.
@@ -83,16 +84,22 @@ pub struct BarGuard<'a, T: Driver> {
 }
 
 impl<'a, T: Driver> BarGuard<'a, T> {
-    /// Takes `memory_lock` for writing and enables memory decoding, as
-    /// `vfio_pci_memory_lock_and_enable` does.
-    fn new(dev: &'a Device<T>) -> Self {
+    /// Takes `memory_lock` for writing and, if the device is open, enables memory decoding, as
+    /// `vfio_pci_memory_lock_and_enable` does (it is not exported). Fails with [`ENODEV`] for a
+    /// closed device, whose PCI device may even be gone: it is not touched then.
+    fn new(dev: &'a Device<T>) -> Result<Self> {
         let core = dev.as_raw();
-        let mut cmd = 0u16;
-        // Like `vfio_pci_memory_lock_and_enable`, which is not exported.
         // SAFETY: `core` is a valid core device whose `memory_lock` was initialised by
-        // `vfio_pci_core_init_dev`; `pdev` is its PCI device, alive while the core device is.
+        // `vfio_pci_core_init_dev`.
+        unsafe { bindings::down_write(&raw mut (*core).memory_lock) };
+        if !dev.bars.open.load(Relaxed) {
+            // SAFETY: Taken above.
+            unsafe { bindings::up_write(&raw mut (*core).memory_lock) };
+            return Err(ENODEV);
+        }
+        let mut cmd = 0u16;
+        // SAFETY: The device is open, so its driver is bound and `pdev` is alive.
         unsafe {
-            bindings::down_write(&raw mut (*core).memory_lock);
             let pdev = (*core).pdev;
             bindings::pci_read_config_word(pdev, bindings::PCI_COMMAND as i32, &mut cmd);
             if u32::from(cmd) & bindings::PCI_COMMAND_MEMORY == 0 {
@@ -101,7 +108,7 @@ impl<'a, T: Driver> BarGuard<'a, T> {
                 bindings::pci_write_config_word(pdev, bindings::PCI_COMMAND as i32, on);
             }
         }
-        Self { dev, cmd }
+        Ok(Self { dev, cmd })
     }
 
     /// Returns the kernel mapping of `len` bytes at `offset` of BAR `bar`.
@@ -255,10 +262,7 @@ impl<T: Driver> Device<T> {
     /// device cannot be reset and its mmaps cannot fault: the caller must not copy from or to
     /// user memory, which may be such an mmap.
     pub fn lock_bars(&self) -> Result<BarGuard<'_, T>> {
-        let guard = BarGuard::new(self);
-        if !self.bars.open.load(Relaxed) {
-            return Err(ENODEV);
-        }
+        let guard = BarGuard::new(self)?;
         // SAFETY: `memory_lock` is held, so `pm_runtime_engaged` is stable.
         if unsafe { (*self.as_raw()).pm_runtime_engaged } {
             return Err(EIO);
@@ -278,8 +282,13 @@ impl<T: Driver> Device<T> {
 
     /// Returns a counted reference to the device, for objects that outlive a callback.
     pub fn io(&self) -> DeviceIo<T> {
-        // SAFETY: The device is valid; the reference is dropped by `DeviceIo::drop`.
-        unsafe { bindings::get_device(&raw mut (*self.as_vfio_raw()).device) };
+        // SAFETY: The device and its PCI device are valid (the driver is bound while a `&Device`
+        // is handed out); both references are dropped by `DeviceIo::drop`. The vfio device's
+        // reference on its parent goes when it is unregistered, so `DeviceIo` takes its own.
+        unsafe {
+            bindings::get_device(&raw mut (*self.as_vfio_raw()).device);
+            bindings::get_device(&raw mut (*(*self.as_raw()).pdev).dev);
+        }
         // INVARIANT: The reference was taken above.
         DeviceIo {
             dev: NonNull::from(self),
@@ -343,7 +352,8 @@ impl<T: Driver> Device<T> {
 ///
 /// # Invariants
 ///
-/// `dev` is a device on which this holds a reference (`get_device` on its `struct device`).
+/// `self` holds a reference on the `struct device` of `dev`, a live [`Device`], and one on that
+/// of its PCI device.
 pub struct DeviceIo<T: Driver> {
     dev: NonNull<Device<T>>,
 }
@@ -378,15 +388,23 @@ impl<T: Driver> DeviceIo<T> {
 }
 
 impl<T: Driver> AsRef<crate::device::Device> for DeviceIo<T> {
+    /// The PCI device, for log messages: possibly no longer bound to the driver.
     fn as_ref(&self) -> &crate::device::Device {
-        self.dev().as_ref()
+        // SAFETY: By the type invariants `self` holds a reference on the PCI device; no bound
+        // state is claimed.
+        unsafe { crate::device::Device::from_raw(&raw mut (*(*self.dev().as_raw()).pdev).dev) }
     }
 }
 
 impl<T: Driver> Drop for DeviceIo<T> {
     fn drop(&mut self) {
-        // SAFETY: By the type invariants `self` holds a reference, which this drops. The last
-        // one releases the device through `Adapter::release_callback`.
-        unsafe { bindings::vfio_put_device(self.dev().as_vfio_raw()) };
+        let (core, vdev) = (self.dev().as_raw(), self.dev().as_vfio_raw());
+        // SAFETY: By the type invariants `self` holds a reference on both devices, which this
+        // drops, the PCI device's while the vfio device still points to it. The last vfio
+        // reference releases the device through `Adapter::release_callback`.
+        unsafe {
+            bindings::put_device(&raw mut (*(*core).pdev).dev);
+            bindings::vfio_put_device(vdev);
+        }
     }
 }

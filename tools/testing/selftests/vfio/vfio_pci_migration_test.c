@@ -41,185 +41,10 @@
 #include <libvfio.h>
 
 #include "kselftest_harness.h"
+#include "migration_util.h"
+#include "rustmig_stream.h"
 
 static const char *device_bdf;
-
-/*
- * Issue VFIO_DEVICE_FEATURE with @size bytes of payload copied in and back
- * out. Returns 0 or -errno.
- */
-static int device_feature(int fd, __u32 flags, void *data, size_t size)
-{
-	__u64 buf[(sizeof(struct vfio_device_feature) + 64) / sizeof(__u64)] = {};
-	struct vfio_device_feature *feature = (void *)buf;
-
-	if (size > 64)
-		return -E2BIG;
-	feature->argsz = sizeof(*feature) + size;
-	feature->flags = flags;
-	if (size)
-		memcpy(feature->data, data, size);
-	if (ioctl(fd, VFIO_DEVICE_FEATURE, feature))
-		return -errno;
-	if (size)
-		memcpy(data, feature->data, size);
-	return 0;
-}
-
-/*
- * The migration flags the device is expected to advertise, from
- * VFIO_MIGRATION_TEST_FLAGS: "none", or a number. -1 if unset.
- */
-static long expected_migration_flags(void)
-{
-	const char *s = getenv("VFIO_MIGRATION_TEST_FLAGS");
-	char *end;
-	long v;
-
-	if (!s)
-		return -1;
-	if (!strcmp(s, "none"))
-		return 0;
-	errno = 0;
-	v = strtol(s, &end, 0);
-	if (errno || *end || v < 0) {
-		fprintf(stderr, "bad VFIO_MIGRATION_TEST_FLAGS '%s'\n", s);
-		exit(KSFT_FAIL);
-	}
-	return v;
-}
-
-
-/* Request @state; the data_fd the device returned (or -1) goes to @data_fd. */
-static int set_state(int fd, __u32 state, int *data_fd)
-{
-	struct vfio_device_feature_mig_state st = { .device_state = state, .data_fd = -1 };
-	int ret;
-
-	ret = device_feature(fd, VFIO_DEVICE_FEATURE_SET | VFIO_DEVICE_FEATURE_MIG_DEVICE_STATE,
-			     &st, sizeof(st));
-	if (data_fd)
-		*data_fd = ret ? -1 : st.data_fd;
-	return ret;
-}
-
-/* The current state, or (__u32)-1 if it cannot be read. */
-static __u32 get_state(int fd)
-{
-	struct vfio_device_feature_mig_state st = {};
-
-	if (device_feature(fd, VFIO_DEVICE_FEATURE_GET | VFIO_DEVICE_FEATURE_MIG_DEVICE_STATE,
-			   &st, sizeof(st)))
-		return (__u32)-1;
-	return st.device_state;
-}
-
-/* MIG_DATA_SIZE's stop_copy_length, or -errno. */
-static long long data_size(int fd)
-{
-	struct vfio_device_feature_mig_data_size size = {};
-	int ret;
-
-	ret = device_feature(fd, VFIO_DEVICE_FEATURE_GET | VFIO_DEVICE_FEATURE_MIG_DATA_SIZE,
-			     &size, sizeof(size));
-	return ret ? ret : (long long)size.stop_copy_length;
-}
-
-/* VFIO_MIG_GET_PRECOPY_INFO on a data_fd: 0 or -errno. */
-static int precopy_info(int data_fd, struct vfio_precopy_info *info)
-{
-	memset(info, 0, sizeof(*info));
-	info->argsz = sizeof(*info);
-	return ioctl(data_fd, VFIO_MIG_GET_PRECOPY_INFO, info) ? -errno : 0;
-}
-
-/* Read @data_fd in @chunk-sized reads until it returns 0; the total, or -errno. */
-static long long read_all(int data_fd, char *buf, size_t cap, size_t chunk)
-{
-	size_t total = 0;
-	ssize_t n;
-
-	for (;;) {
-		n = read(data_fd, buf + total, total + chunk <= cap ? chunk : cap - total);
-		if (n < 0)
-			return -errno;
-		if (n == 0)
-			return total;
-		total += n;
-		if (total == cap)
-			return total;
-	}
-}
-
-#define STREAM_CAP (16 << 20)
-
-/* Whether the environment variable @name is set to @value. */
-static bool env_is(const char *name, const char *value)
-{
-	const char *s = getenv(name);
-
-	return s && !strcmp(s, value);
-}
-
-static const char *state_name(__u32 s)
-{
-	static const char * const names[] = {
-		[VFIO_DEVICE_STATE_ERROR] = "ERROR",
-		[VFIO_DEVICE_STATE_STOP] = "STOP",
-		[VFIO_DEVICE_STATE_RUNNING] = "RUNNING",
-		[VFIO_DEVICE_STATE_STOP_COPY] = "STOP_COPY",
-		[VFIO_DEVICE_STATE_RESUMING] = "RESUMING",
-		[VFIO_DEVICE_STATE_RUNNING_P2P] = "RUNNING_P2P",
-		[VFIO_DEVICE_STATE_PRE_COPY] = "PRE_COPY",
-		[VFIO_DEVICE_STATE_PRE_COPY_P2P] = "PRE_COPY_P2P",
-	};
-
-	return s < ARRAY_SIZE(names) ? names[s] : "?";
-}
-
-/* Whether poll() reports the session of @data_fd as ended. */
-static bool session_ended(int data_fd)
-{
-	struct pollfd p = { .fd = data_fd, .events = POLLIN | POLLOUT };
-
-	return poll(&p, 1, 0) == 1 && (p.revents & (POLLERR | POLLHUP));
-}
-
-/* Write @len bytes of @buf to @data_fd in writes of 1, 2, ... 4099 bytes: 0 or -errno. */
-static int write_all(int data_fd, const char *buf, size_t len)
-{
-	size_t off, n;
-	ssize_t w;
-
-	for (off = 0, n = 1; off < len; off += w, n = n % 4099 + 1) {
-		w = write(data_fd, buf + off, n < len - off ? n : len - off);
-		if (w < 0)
-			return -errno;
-		if (w == 0)
-			return -EIO;
-	}
-	return 0;
-}
-
-/* Save the device's whole stream into a new buffer; its length goes to @len. */
-static char *save_stream(int fd, long long *len)
-{
-	long long size = data_size(fd);
-	int save_fd;
-	char *buf;
-
-	if (size <= 0 || set_state(fd, VFIO_DEVICE_STATE_STOP_COPY, &save_fd))
-		return NULL;
-	buf = malloc(size + 1);
-	if (buf)
-		*len = read_all(save_fd, buf, size + 1, 1 << 20);
-	close(save_fd);
-	if (set_state(fd, VFIO_DEVICE_STATE_RUNNING, NULL) || !buf || *len != size) {
-		free(buf);
-		return NULL;
-	}
-	return buf;
-}
 
 FIXTURE(migration) {
 	struct iommu *iommu;
@@ -935,22 +760,37 @@ TEST_F(migration, data_size_is_exact_in_every_saving_state)
 }
 
 /*
- * A stream whose header is not this device's (a flipped byte in the magic, or
- * in the device id) is refused by the very write that completes the header,
- * before anything reaches the device; the session stays refused, RESUMING ->
+ * A stream whose header is not one this device may load is refused by the
+ * very write that completes the header, before anything reaches the device:
+ * a flipped bit in the magic, the major version or header_len (checked before
+ * the CRC), a flipped bit elsewhere (caught by the CRC), and, with the CRC
+ * recomputed, header flags, another device id or state size, a payload_len
+ * too short for the device's state. The session stays refused, RESUMING ->
  * STOP fails into ERROR, and the device's memory is as it was.
  */
 TEST_F(migration, resume_refuses_a_foreign_header_before_touching_the_device)
 {
-	static const struct { size_t byte; int err; } cases[] = {
-		{ 0, EINVAL },		/* magic */
-		{ 4, EPROTONOSUPPORT },	/* major version */
-		{ 16, EPROTO },		/* vendor id */
-		{ 48, EPROTO },		/* payload length */
+	static const struct {
+		size_t byte;	/* in the header */
+		__u8 flip;	/* the bits flipped there; 0: the u64 there - 1 */
+		bool fix_crc;	/* recompute the header CRC */
+		int err;
+	} cases[] = {
+		{ offsetof(struct rustmig_stream_header, magic), 0x01, false, EINVAL },
+		{ offsetof(struct rustmig_stream_header, version_major), 0x01, false,
+		  EPROTONOSUPPORT },
+		/* 72 -> 8 */
+		{ offsetof(struct rustmig_stream_header, header_len), 0x40, false, EINVAL },
+		{ offsetof(struct rustmig_stream_header, vendor), 0x01, false, EBADMSG },
+		{ RUSTMIG_STREAM_HEADER_CRC_OFFSET, 0x01, false, EBADMSG },
+		{ offsetof(struct rustmig_stream_header, flags), 0x01, true, EOPNOTSUPP },
+		{ offsetof(struct rustmig_stream_header, vendor), 0x01, true, EPROTO },
+		{ offsetof(struct rustmig_stream_header, state_size), 0x01, true, EPROTO },
+		{ offsetof(struct rustmig_stream_header, payload_len), 0, true, EINVAL },
 	};
 	const char *bar_env = getenv("VFIO_MIGRATION_TEST_BAR");
 	int fd = self->device->fd, load_fd, bar = -1;
-	char *stream, *before = NULL;
+	char *stream, *before = NULL, *p, header[RUSTMIG_STREAM_HEADER_LEN];
 	size_t i, size = 0;
 	long long len;
 
@@ -966,7 +806,9 @@ TEST_F(migration, resume_refuses_a_foreign_header_before_touching_the_device)
 	}
 	stream = save_stream(fd, &len);
 	ASSERT_NE(NULL, stream);
-	ASSERT_GT(len, 64);
+	ASSERT_GT(len, RUSTMIG_STREAM_HEADER_LEN);
+	ASSERT_EQ(RUSTMIG_STREAM_HEADER_LEN, rustmig_header_len_field(stream));
+	memcpy(header, stream, sizeof(header));
 
 	for (i = 0; i < ARRAY_SIZE(cases); i++) {
 		/* Make the device's memory differ from the stream's. */
@@ -974,20 +816,27 @@ TEST_F(migration, resume_refuses_a_foreign_header_before_touching_the_device)
 			memset(self->device->bars[bar].vaddr, 0xa5 + i, size);
 			memcpy(before, self->device->bars[bar].vaddr, size);
 		}
-		stream[cases[i].byte] ^= 0x01;
+		p = stream + cases[i].byte;
+		if (cases[i].flip)
+			*p ^= cases[i].flip;
+		else
+			rustmig_put64(p, rustmig_get64(p) - 1);
+		if (cases[i].fix_crc)
+			rustmig_header_fix_crc(stream, len);
 		ASSERT_EQ(0, set_state(fd, VFIO_DEVICE_STATE_RESUMING, &load_fd));
-		ASSERT_EQ(32, write(load_fd, stream, 32));
-		ASSERT_EQ(-1, write(load_fd, stream + 32, len - 32));
-		ASSERT_EQ(cases[i].err, errno);
-		ASSERT_EQ(-1, write(load_fd, stream + 64, 1));
-		ASSERT_EQ(cases[i].err, errno);
+		ASSERT_EQ(64, write(load_fd, stream, 64));
+		ASSERT_EQ(-1, write(load_fd, stream + 64, len - 64));
+		ASSERT_EQ(cases[i].err, errno) TH_LOG("case %zu", i);
+		ASSERT_EQ(-1, write(load_fd, stream + RUSTMIG_STREAM_HEADER_LEN, 1));
+		ASSERT_EQ(cases[i].err, errno) TH_LOG("case %zu", i);
 		ASSERT_EQ(-cases[i].err, set_state(fd, VFIO_DEVICE_STATE_STOP, NULL));
 		ASSERT_EQ(VFIO_DEVICE_STATE_ERROR, get_state(fd));
 		close(load_fd);
 		ASSERT_EQ(0, ioctl(fd, VFIO_DEVICE_RESET, NULL));
 		if (before)
-			ASSERT_EQ(0, memcmp(before, self->device->bars[bar].vaddr, size));
-		stream[cases[i].byte] ^= 0x01;
+			ASSERT_EQ(0, memcmp(before, self->device->bars[bar].vaddr, size))
+				TH_LOG("case %zu", i);
+		memcpy(stream, header, sizeof(header));
 	}
 	free(stream);
 	free(before);
@@ -1007,7 +856,7 @@ struct storm {
 /* The errors a refused or ended stream gives (see the driver's documentation). */
 static bool stream_refusal(int err)
 {
-	return err == EINVAL || err == EPROTO || err == EPROTONOSUPPORT ||
+	return err == EINVAL || err == EBADMSG || err == EPROTO || err == EPROTONOSUPPORT ||
 	       err == EOPNOTSUPP || err == ENODEV;
 }
 
@@ -1305,6 +1154,56 @@ TEST_F(migration, round_trip_to_peer_is_bit_exact)
 	ASSERT_LT(peak - base, 2048);
 
 	free(buf);
+	vfio_pci_device_cleanup(peer);
+	iommu_cleanup(peer_iommu);
+}
+
+/*
+ * Save this device, load the stream into the peer, save the peer: both
+ * streams are the same, byte for byte (the device state arrived whole; the
+ * identities match). For edu, some registers are set first so that the state
+ * is not the one a reset leaves.
+ */
+TEST_F(migration, peer_saves_the_stream_it_loaded)
+{
+	const char *peer_bdf = getenv("VFIO_MIGRATION_TEST_PEER");
+	struct vfio_pci_device *peer;
+	struct iommu *peer_iommu;
+	long long len, peer_len;
+	char *stream, *again;
+	int load_fd;
+	size_t i;
+
+	if (self->want_flags <= 0 || !peer_bdf)
+		SKIP(return, "no peer device given");
+	if (vfio_pci_config_readw(self->device, PCI_VENDOR_ID) == 0x1234 &&
+	    vfio_pci_config_readw(self->device, PCI_DEVICE_ID) == 0x11e8) {
+		volatile __u32 *r = self->device->bars[0].vaddr;
+
+		ASSERT_NE(NULL, r);
+		r[0x04 / 4] = 0x12345678;	/* liveness */
+		r[0x80 / 4] = 0x40000;		/* DMA source, destination, count */
+		r[0x88 / 4] = 0x41000;
+		r[0x90 / 4] = 0x80;
+	}
+	peer_iommu = iommu_init(MODE_IOMMUFD);
+	peer = vfio_pci_device_init(peer_bdf, peer_iommu);
+	stream = save_stream(self->device->fd, &len);
+	ASSERT_NE(NULL, stream);
+	ASSERT_EQ(0, set_state(peer->fd, VFIO_DEVICE_STATE_RESUMING, &load_fd));
+	ASSERT_EQ(0, write_all(load_fd, stream, len));
+	ASSERT_EQ(0, set_state(peer->fd, VFIO_DEVICE_STATE_RUNNING, NULL));
+	close(load_fd);
+	again = save_stream(peer->fd, &peer_len);
+	ASSERT_NE(NULL, again);
+	ASSERT_EQ(len, peer_len);
+	for (i = 0; i < (size_t)len && stream[i] == again[i]; i++)
+		;
+	ASSERT_EQ((size_t)len, i) TH_LOG("the streams differ at byte %zu", i);
+	ksft_print_msg("%s -> %s: the peer saves the %lld-byte stream it loaded\n",
+		       device_bdf, peer_bdf, len);
+	free(stream);
+	free(again);
 	vfio_pci_device_cleanup(peer);
 	iommu_cleanup(peer_iommu);
 }

@@ -1,0 +1,23 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The part of the kernel crate that rustmig's stream module uses, for userspace.
+//!
+//! `drivers/vfio/pci/rustmig/stream.rs` is written against `kernel::prelude` and `kernel::crc`
+//! only, so that `rustmig-inspect` can build the very same file. This crate provides those names
+//! with the kernel's signatures: fallible allocation ([`KVec`] with [`GFP_KERNEL`]), [`Error`]
+//! and its errno constants, [`Result`], [`crc::Crc32c`] (computed here rather than by the
+//! kernel's `crc32c()`) and `#[kunit_tests]`, which makes a module of KUnit tests a
+//! `#[cfg(test)]` module of `cargo test` tests.
+//!
+//! Beyond the kernel's API it has [`Error::name`] returning a `&str` (the kernel's returns a
+//! `CStr`), for the tool's messages.
+
+#![forbid(unsafe_code)]
+
+pub mod alloc;
+pub mod crc;
+pub mod error;
+pub mod prelude;
+
+pub use alloc::{flags::GFP_KERNEL, KVec};
+pub use error::{Error, Result};

@@ -1,0 +1,91 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The constants of `stream.rs` are those of the uAPI header.
+
+use crate::stream::*;
+use crate::uapi::*;
+
+fn u(v: usize) -> u64 {
+    v as u64
+}
+
+#[test]
+fn magic_is_the_headers() {
+    assert_eq!(
+        u64::from(u32::from_le_bytes(MAGIC)),
+        RUSTMIG_STREAM_MAGIC,
+        "the magic, as a little-endian u32"
+    );
+    assert_eq!(&MAGIC, b"RMIG");
+}
+
+#[test]
+fn versions_and_lengths_are_the_headers() {
+    assert_eq!(u64::from(VERSION_MAJOR), RUSTMIG_STREAM_VERSION_MAJOR);
+    assert_eq!(u64::from(VERSION_MINOR), RUSTMIG_STREAM_VERSION_MINOR);
+    assert_eq!(u(HEADER_LEN), RUSTMIG_STREAM_HEADER_LEN);
+    assert_eq!(u(MAX_HEADER_LEN), RUSTMIG_STREAM_MAX_HEADER_LEN);
+    assert_eq!(u(HEADER_CRC_OFFSET), RUSTMIG_STREAM_HEADER_CRC_OFFSET);
+    assert_eq!(u(BACKEND_NAME_LEN), RUSTMIG_BACKEND_NAME_LEN);
+    assert_eq!(u(MAX_RECORD), RUSTMIG_RECORD_MAX_LEN);
+    // The header's comment: "a section offset and 64 KiB of data".
+    assert_eq!(u(OFFSET_LEN + CHUNK), RUSTMIG_RECORD_MAX_LEN);
+}
+
+#[test]
+fn record_constants_are_the_headers() {
+    assert_eq!(u64::from(TAG_END), RUSTMIG_TAG_END);
+    assert_eq!(u64::from(FLAG_MANDATORY), RUSTMIG_RECORD_MANDATORY);
+    assert!(u64::from(u32::MAX) >= RUSTMIG_TAG_COMMON);
+}
+
+/// The header's layout, as encoded by `stream.rs`: its length and where the CRC is.
+#[test]
+fn encoded_header_matches_the_headers_layout() {
+    let id = Identity {
+        vendor: 0x1234,
+        device: 0x5678,
+        subsystem_vendor: 0x9abc,
+        subsystem_device: 0xdef0,
+        class_rev: 0x0011_2233,
+        backend: *b"ivshmem\0\0\0\0\0\0\0\0\0",
+        backend_major: 4,
+        backend_minor: 5,
+        state_size: 0x0102_0304_0506_0708,
+    };
+    let h = Header::encode(&id, 0x1122_3344_5566_7788);
+    assert_eq!(u(h.len()), RUSTMIG_STREAM_HEADER_LEN);
+    let off = RUSTMIG_STREAM_HEADER_CRC_OFFSET as usize;
+    let mut zeroed = h;
+    zeroed[off..off + 4].fill(0);
+    assert_eq!(
+        le32(&h, off),
+        kernel::crc::Crc32c::checksum(&zeroed),
+        "header_crc is at RUSTMIG_STREAM_HEADER_CRC_OFFSET"
+    );
+    // struct rustmig_stream_header, field by field.
+    assert_eq!(le32(&h, 0), RUSTMIG_STREAM_MAGIC as u32);
+    assert_eq!(u64::from(le32(&h, 8)), RUSTMIG_STREAM_HEADER_LEN);
+    assert_eq!(le16(&h, 16), 0x1234);
+    assert_eq!(le16(&h, 22), 0xdef0);
+    assert_eq!(le32(&h, 24), 0x0011_2233);
+    assert_eq!((le16(&h, 28), le16(&h, 30)), (4, 5));
+    assert_eq!(&h[32..39], b"ivshmem");
+    assert_eq!(le64(&h, 48), 0x0102_0304_0506_0708);
+    assert_eq!(le64(&h, 56), 0x1122_3344_5566_7788);
+    assert_eq!(le32(&h, 68), 0);
+}
+
+/// The backend section tags the inspector names are the header's (stream.rs has none: they
+/// belong to the backends).
+#[test]
+fn backend_tags_are_below_the_common_range() {
+    for tag in [
+        RUSTMIG_IVSHMEM_TAG_REGS,
+        RUSTMIG_IVSHMEM_TAG_MEM,
+        RUSTMIG_EDU_TAG_REGS,
+    ] {
+        assert!(tag != RUSTMIG_TAG_END && tag < RUSTMIG_TAG_COMMON);
+    }
+    assert_ne!(RUSTMIG_IVSHMEM_TAG_REGS, RUSTMIG_IVSHMEM_TAG_MEM);
+}
