@@ -314,7 +314,13 @@ impl ResumeStream {
                 };
                 let (offset, bytes) = section_data(payload)?;
                 let section = data.layout.sections()[idx];
-                let want = (section.len - *next_offset).min(CHUNK as u64);
+                // Only the section being received has bytes left (`next_offset` is below its
+                // length); for any other the subtraction means nothing, and may not be made.
+                let want = if idx == *next_section {
+                    (section.len - *next_offset).min(CHUNK as u64)
+                } else {
+                    0
+                };
                 if idx != *next_section || offset != *next_offset || bytes.len() as u64 != want {
                     dev_err!(
                         dev,
