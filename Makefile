@@ -28,7 +28,7 @@ KMAKE  := $(MAKE) -C $(SRC) O=$(OBJ) LLVM=1 CLIPPY=1 -j$(JOBS)
 KOUT   := $(OBJ)/arch/x86/boot/bzImage
 STOUT  := $(CACHE)/selftests
 
-.PHONY: all check deps tree config kernel rustcheck selftests demo vm-check \
+.PHONY: all check bench deps tree config kernel rustcheck selftests demo vm-check \
 	shell help clean distclean rustfmt tools
 
 # `make`: build everything and boot the VM to show the driver at work.
@@ -40,6 +40,15 @@ check: kernel rustcheck selftests tools
 	@$(STAGE) vm-tests $(REPO)/mk/vm.sh --mode check --obj $(OBJ) --tests $(STOUT) --out $(RUN)/check \
 		--inspect $(INSPECT)
 	@$(REPO)/mk/summary.sh $(RUN)/check
+
+# `make bench`: the same devices on a kernel without the debugging options,
+# and the figures (round trip, malformed streams, QEMU migrations).
+BENCH_OBJ ?= $(CACHE)/obj-bench
+bench:
+	@$(MAKE) --no-print-directory kernel selftests OBJ=$(BENCH_OBJ) \
+		FRAGMENTS=$(REPO)/kernel/configs/rustmig.config
+	@$(STAGE) vm-bench $(REPO)/mk/vm.sh --mode bench --obj $(BENCH_OBJ) --tests $(STOUT) \
+		--out $(RUN)/bench
 
 deps:
 	@$(STAGE) deps $(REPO)/mk/deps.sh
@@ -91,6 +100,8 @@ help:
 	@echo '  make rustcheck  rustfmt check, and no rustc/clippy warning in the project'"'"'s Rust code'
 	@echo '  make rustfmt    format the project'"'"'s Rust files in place'
 	@echo '  make selftests  build the vfio kselftests'
+	@echo '  make bench      a kernel without debugging options ($(BENCH_OBJ)) and the'
+	@echo '                  figures: 256 MiB round trip, malformed streams, QEMU migrations'
 	@echo '  make tools      test and build rustmig-inspect (tools/rustmig, cargo, offline)'
 	@echo '                  into $(TOOLS_OUT)'
 	@echo '  make shell      boot the VM with a shell on the console'

@@ -13,7 +13,7 @@ make -s -C "$src" O="$obj" LLVM=1 headers
 mkdir -p "$out"
 make -s -C "$src/tools/testing/selftests/vfio" OUTPUT="$out" \
 	KHDR_INCLUDES="-isystem $obj/usr/include" -j"$(nproc)"
-for t in vfio_pci_migration_test vfio_pci_migration_stream_test vfio_pci_migration_lifecycle_test vfio_pci_device_test \
+for t in vfio_pci_migration_test vfio_pci_migration_stream_test vfio_pci_migration_lifecycle_test vfio_iommufd_setup_test vfio_pci_device_test \
 	vfio_dma_mapping_test; do
 	[ -x "$out/$t" ] || { echo "selftests: $t was not built" >&2; exit 1; }
 done
