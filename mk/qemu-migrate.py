@@ -140,6 +140,14 @@ class Vm:
             regs.append(int(out.split(":", 1)[1].split()[0], 16))
         return regs
 
+    def read_bar(self, dev, bar, length=None):
+        """What the guest reads in BAR @bar of @dev (through vfio, from the device)."""
+        addr, size = self.bar(dev, bar)
+        path = os.path.join(RUN, "%s-%s-bar%d.bin" % (self.name, dev, bar))
+        self.qmp.cmd("pmemsave", val=addr, size=length or size, filename=path)
+        with open(path, "rb") as f:
+            return f.read()
+
     def status(self):
         return self.qmp.cmd("query-status")["status"]
 

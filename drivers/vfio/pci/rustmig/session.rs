@@ -405,6 +405,10 @@ impl DataFileOps for Session {
         let Io::Resume(r) = &mut *io else {
             return Err(EINVAL);
         };
+        // An ended session says so first, even if its stream was refused before.
+        if this.is_disabled() {
+            return Err(ENODEV);
+        }
         if let Some(e) = r.parser.error() {
             return Err(e);
         }
