@@ -28,7 +28,7 @@ KMAKE  := $(MAKE) -C $(SRC) O=$(OBJ) LLVM=1 CLIPPY=1 -j$(JOBS)
 KOUT   := $(OBJ)/arch/x86/boot/bzImage
 STOUT  := $(CACHE)/selftests
 
-.PHONY: all check bench deps tree config kernel rustcheck selftests demo vm-check \
+.PHONY: all check gate-proof bench deps tree config kernel rustcheck selftests demo vm-check \
 	shell help clean distclean rustfmt tools
 
 # `make`: build everything and boot the VM to show the driver at work.
@@ -36,10 +36,26 @@ all: kernel selftests
 	@$(STAGE) demo $(REPO)/mk/vm.sh --mode demo --obj $(OBJ) --tests $(STOUT) --out $(RUN)/demo
 
 # `make check`: build everything and run every test in the VM.
+# Then the proof that its gates fail: gate-proof's TAP joins the summary.
 check: kernel rustcheck selftests tools
 	@$(STAGE) vm-tests $(REPO)/mk/vm.sh --mode check --obj $(OBJ) --tests $(STOUT) --out $(RUN)/check \
 		--inspect $(INSPECT)
+	@$(MAKE) --no-print-directory gate-proof GATE_TAP=$(RUN)/check/results/gate.tap || \
+		{ [ -s $(RUN)/check/results/gate.tap ] || printf 'not ok 1 gate: the gate proof did not run (see above)\n1..1\n' \
+		> $(RUN)/check/results/gate.tap; }
 	@$(REPO)/mk/summary.sh $(RUN)/check
+
+# `make gate-proof`: the driver with each deliberate bug of mk/inject/*.patch
+# (a use after free, a leak, a lock order inversion, a broken resume path),
+# built as external modules in $(INJECT) and run in a VM of their own: each
+# must be caught (KASAN, kmemleak, lockdep, QEMU's error), its report shown.
+INJECT   := $(CACHE)/inject
+GATE_TAP ?= $(RUN)/gate/gate.tap
+gate-proof: kernel selftests
+	@$(STAGE) gate-build $(REPO)/mk/inject.sh $(SRC) $(OBJ) $(REPO) $(INJECT)
+	-@$(STAGE) vm-gate $(REPO)/mk/vm.sh --mode gate --obj $(OBJ) --tests $(STOUT) --out $(RUN)/gate \
+		--inject $(INJECT)
+	@$(STAGE) gate-check $(REPO)/mk/gate-check.sh $(REPO) $(RUN)/gate $(GATE_TAP)
 
 # `make bench`: the same devices on a kernel without the debugging options,
 # and the figures (round trip, malformed streams, QEMU migrations).
@@ -93,6 +109,8 @@ help:
 	@echo '                  boot the VM and show the driver bound to the emulated devices'
 	@echo '  make check      build the same and run every test in the VM; ends with'
 	@echo '                  "N passed, N failed, N skipped", non-zero exit on any failure'
+	@echo '  make gate-proof the driver with deliberate bugs (mk/inject/): each must be'
+	@echo '                  caught by KASAN, kmemleak, lockdep or QEMU (part of make check)'
 	@echo '  make deps       install the Debian packages (root)'
 	@echo '  make tree       unpack linux-source-7.3, apply patches/, overlay the repo'
 	@echo '  make config     configure $(OBJ) from kernel/configs/*.config'
@@ -109,7 +127,7 @@ help:
 	@echo 'Variables: CACHE=$(CACHE) OBJ=$(OBJ) JOBS=$(JOBS)'
 
 clean:
-	rm -rf $(OBJ) $(STOUT) $(RUN) $(TOOLS_OUT)
+	rm -rf $(OBJ) $(STOUT) $(RUN) $(TOOLS_OUT) $(INJECT)
 
 distclean:
 	rm -rf $(CACHE)

@@ -19,10 +19,13 @@ mount -t 9p -o trans=virtio,version=9p2000.L,msize=512000 rustmigout /tmp/out
 # Loopback, for the QEMU migrations inside the VM.
 ip link set lo up
 
+# Programs of the 9p root cannot run once the power-off has begun (init would
+# exit, and panic): wait on a FIFO that no one opens, in the shell itself.
 poweroff_now() {
 	sync
+	mkfifo /tmp/poweroff.wait
 	echo o > /proc/sysrq-trigger
-	sleep 60
+	read -r _ < /tmp/poweroff.wait
 }
 
 if [ ! -f /tmp/out/env.sh ]; then
@@ -41,7 +44,8 @@ RUSTMIG_BDF_EDU2=$(below "$RUSTMIG_PORT_EDU2")
 RUSTMIG_BDF_E=$(below "$RUSTMIG_PORT_E")
 RUSTMIG_BDF_F=$(below "$RUSTMIG_PORT_F")
 export RUSTMIG_MODE RUSTMIG_REPO RUSTMIG_OBJ RUSTMIG_TESTS RUSTMIG_BDF_A RUSTMIG_BDF_B \
-	RUSTMIG_BDF_EDU RUSTMIG_BDF_C RUSTMIG_BDF_D RUSTMIG_BDF_EDU2 RUSTMIG_BDF_E RUSTMIG_BDF_F RUSTMIG_IVSHMEM_MB
+	RUSTMIG_BDF_EDU RUSTMIG_BDF_C RUSTMIG_BDF_D RUSTMIG_BDF_EDU2 RUSTMIG_BDF_E RUSTMIG_BDF_F RUSTMIG_IVSHMEM_MB \
+	RUSTMIG_INJECT
 export RUSTMIG_OUT=/tmp/out
 
 echo "guest-init: kernel $(uname -r), mode $RUSTMIG_MODE;" \

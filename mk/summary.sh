@@ -10,9 +10,7 @@ set -uo pipefail
 out=$1
 pass=0 fail=0 skip=0
 
-# Headers of kernel reports (KASAN and lockdep print 'BUG:' / 'WARNING:' lines,
-# kmemleak 'suspected memory leaks'). A match anywhere in dmesg fails the run.
-report_re='BUG:|WARNING:|UBSAN:|Oops|general protection fault|Kernel panic|Call Trace:|RIP: |INFO: task .* blocked for more than|INFO: trying to register non-static key|suspected memory leak|kernel BUG at|panicked at'
+. "$(dirname "$0")/report-re.sh"
 
 if [ ! -f "$out/done" ]; then
 	echo "summary: the VM run did not finish; console tail:"
@@ -44,7 +42,7 @@ done
 
 # The dmesg gate.
 if [ -f "$out/dmesg.txt" ]; then
-	hits=$(grep -nE "$report_re" "$out/dmesg.txt")
+	hits=$(grep -nE "$RUSTMIG_REPORT_RE" "$out/dmesg.txt")
 	leaks=$(grep -c 'unreferenced object' "$out/kmemleak.txt" 2>/dev/null)
 	if [ -z "$hits" ] && [ "${leaks:-0}" = 0 ]; then
 		pass=$((pass + 1))

@@ -7,12 +7,12 @@
 # The guest runs mk/guest-init.sh, which writes TAP results and dmesg to the
 # output directory.
 #
-# Usage: vm.sh --mode demo|check|bench|shell --obj OBJ_DIR --tests SELFTEST_DIR --out OUT_DIR
-#              [--inspect RUSTMIG_INSPECT]
+# Usage: vm.sh --mode demo|check|gate|bench|shell --obj OBJ_DIR --tests SELFTEST_DIR --out OUT_DIR
+#              [--inspect RUSTMIG_INSPECT] [--inject INJECT_DIR (gate: mk/inject.sh's modules)]
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
-mode=check obj= tests= out= inspect=
+mode=check obj= tests= out= inspect= inject=
 while [ $# -gt 0 ]; do
 	case "$1" in
 	--mode) mode=$2; shift 2 ;;
@@ -20,10 +20,11 @@ while [ $# -gt 0 ]; do
 	--tests) tests=$2; shift 2 ;;
 	--out) out=$2; shift 2 ;;
 	--inspect) inspect=$2; shift 2 ;;
+	--inject) inject=$2; shift 2 ;;
 	*) echo "vm: unknown argument '$1'" >&2; exit 2 ;;
 	esac
 done
-case "$mode" in demo|check|bench|shell) ;; *) echo "vm: bad --mode '$mode'" >&2; exit 2 ;; esac
+case "$mode" in demo|check|gate|bench|shell) ;; *) echo "vm: bad --mode '$mode'" >&2; exit 2 ;; esac
 [ -n "$obj" ] && [ -n "$out" ] || { echo "vm: --obj and --out are required" >&2; exit 2; }
 kernel=$obj/arch/x86/boot/bzImage
 [ -f "$kernel" ] || { echo "vm: no kernel at $kernel" >&2; exit 1; }
@@ -60,6 +61,7 @@ RUSTMIG_PORT_EDU2=$port_edu2
 RUSTMIG_PORT_E=$port_e
 RUSTMIG_PORT_F=$port_f
 RUSTMIG_IVSHMEM_MB=$ivshmem_mb
+RUSTMIG_INJECT=$inject
 ENV
 
 # One vCPU: with two, the guest was seen, now and then, to freeze for good

@@ -701,6 +701,73 @@ TEST_F(migration, bars_are_fenced_while_stopped)
 	ASSERT_EQ(v, c);
 }
 
+/* Writes ~value to one byte of each page of @mem, by mmap and by pwrite: all must fail. */
+static int try_writes(int fd, volatile char *mem, __u64 offset, size_t len)
+{
+	size_t i;
+	char c;
+
+	for (i = 0; i < len; i += 4096) {
+		c = ~(char)i;
+		if (touch(mem + i, true, c) != SIGBUS)
+			return -1;
+		if (pwrite(fd, &c, 1, offset + i) != -1 || errno != EIO)
+			return -1;
+	}
+	return 0;
+}
+
+/*
+ * What the user writes to the BARs while the device is stopped does not reach
+ * the saved state: a stream saved after writes in STOP, and in STOP_COPY
+ * before and in the middle of reading it, is byte for byte the stream saved
+ * before them.
+ */
+TEST_F(migration, bar_writes_while_stopped_do_not_change_the_saved_stream)
+{
+	int fd = self->device->fd, bar, save_fd;
+	char *ref, *again;
+	volatile char *mem;
+	long long size;
+	__u64 offset;
+	size_t len;
+
+	if (!env_is("VFIO_MIGRATION_TEST_FENCE", "1"))
+		SKIP(return, "the driver does not fence its BARs");
+	bar = largest_mmapped_bar(self->device);
+	ASSERT_GE(bar, 0);
+	mem = self->device->bars[bar].vaddr;
+	offset = self->device->bars[bar].info.offset;
+	len = self->device->bars[bar].info.size;
+	size = data_size(fd);
+	ASSERT_GT(size, 0);
+	ref = malloc(size + 1);
+	again = malloc(size + 1);
+	ASSERT_NE(NULL, ref);
+	ASSERT_NE(NULL, again);
+
+	ASSERT_EQ(0, set_state(fd, VFIO_DEVICE_STATE_STOP_COPY, &save_fd));
+	ASSERT_EQ(size, read_all(save_fd, ref, size + 1, 65536));
+	close(save_fd);
+	ASSERT_EQ(0, set_state(fd, VFIO_DEVICE_STATE_STOP, NULL));
+
+	ASSERT_EQ(0, try_writes(fd, mem, offset, len));
+	ASSERT_EQ(0, set_state(fd, VFIO_DEVICE_STATE_STOP_COPY, &save_fd));
+	ASSERT_EQ(0, try_writes(fd, mem, offset, len));
+	ASSERT_EQ(size / 2, read_all(save_fd, again, size / 2, 65536));
+	ASSERT_EQ(0, try_writes(fd, mem, offset, len));
+	ASSERT_EQ(size - size / 2, read_all(save_fd, again + size / 2, size + 1 - size / 2, 65536));
+	close(save_fd);
+	ASSERT_EQ(0, memcmp(ref, again, size));
+	TH_LOG("%lld byte stream saved twice, %zu pages of BAR%d written in between: equal",
+	       size, len / 4096, bar);
+
+	ASSERT_EQ(0, set_state(fd, VFIO_DEVICE_STATE_STOP, NULL));
+	ASSERT_EQ(0, set_state(fd, VFIO_DEVICE_STATE_RUNNING, NULL));
+	free(ref);
+	free(again);
+}
+
 /*
  * Closing a data_fd in the middle of the stream ends nothing else: the device
  * leaves STOP_COPY normally and a new session saves the whole stream again.

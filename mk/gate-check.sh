@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0
+#
+# Read the gate VM run (mk/guest-gate.sh): every deliberate bug of
+# mk/inject/*.patch must have been caught, each the way its patch's
+# "Expect-WHERE: REGEX" line says:
+#   Expect-dmesg     the case's kernel log matches, and so does the dmesg
+#                    gate's own pattern (mk/report-re.sh): make check would fail
+#   Expect-kmemleak  kmemleak's report of the case matches
+#   Expect-qemu      the QEMU migration case failed, its output matching
+# The report that caught each bug is printed. Writes TAP to TAP_FILE.
+#
+# Usage: gate-check.sh REPO GATE_OUT_DIR TAP_FILE
+set -uo pipefail
+repo=$1 out=$2 tapf=$3
+res=$out/results
+. "$repo/mk/report-re.sh"
+n=0 failed=0
+: > "$tapf"
+
+tap() { # OK NAME [DETAIL_FILE]
+	n=$((n + 1))
+	if [ "$1" = 0 ]; then
+		echo "ok $n gate: $2" | tee -a "$tapf"
+	else
+		failed=1
+		echo "not ok $n gate: $2" | tee -a "$tapf"
+	fi
+}
+
+# Lines around the first match of REGEX in FILE, as the report that caught the bug.
+excerpt() { # REGEX FILE
+	first=$(grep -nE -m1 "$1" "$2" | cut -d: -f1)
+	[ -n "$first" ] || return 0
+	sed -n "$((first > 3 ? first - 3 : 1)),$((first + 24))p" "$2" | sed 's/^/  | /'
+}
+
+if [ ! -f "$out/done" ]; then
+	tap 1 "the gate VM run finished"
+	tail -n 60 "$out/console.log" 2>/dev/null | sed 's/^/  | /'
+fi
+for patch in "$repo"/mk/inject/*.patch; do
+	name=$(basename "$patch" .patch)
+	expect=$(sed -n 's/^Expect-\([a-z]*\): //p' "$patch")
+	where=$(sed -n 's/^Expect-\([a-z]*\): .*/\1/p' "$patch")
+	case "$where" in
+	dmesg) file=$res/gate-$name.dmesg ;;
+	kmemleak) file=$res/gate-$name.kmemleak ;;
+	qemu) file=$res/gate-$name/qemu-migration.tap ;;
+	*) tap 1 "$name: its patch has no Expect-dmesg/kmemleak/qemu line"; continue ;;
+	esac
+	# kmemleak's report is empty when it found nothing.
+	if [ ! -s "$file" ] && ! { [ "$where" = kmemleak ] && [ -e "$file" ]; }; then
+		tap 1 "$name: no $where output was saved ($file)"
+		tail -n 20 "$res/gate-$name.log" 2>/dev/null | sed 's/^/  | /'
+		continue
+	fi
+	if ! grep -qE "$expect" "$file"; then
+		tap 1 "$name: the injected bug went unnoticed: no '$expect' in $where"
+		tail -n 40 "$file" | sed 's/^/  | /'
+		continue
+	fi
+	case "$where" in
+	dmesg)
+		# The dmesg gate of make check sees the same report.
+		grep -qE "$RUSTMIG_REPORT_RE" "$file"
+		tap $? "$name: caught by the dmesg gate: $(grep -oE -m1 "$expect.*" "$file")"
+		;;
+	kmemleak)
+		# The module is gone by the scan: its frames show as bare addresses.
+		grep -q 'pci_device_probe' "$file"
+		tap $? "$name: caught by kmemleak, $(grep -cE "$expect" "$file") object(s) allocated in a probe: $(grep -oE -m1 "$expect" "$file")"
+		;;
+	qemu)
+		grep -q '^not ok' "$file"
+		tap $? "$name: QEMU's migration fails, with QEMU's error: $(grep -oE -m1 ".*$expect.*" "$file")"
+		;;
+	esac
+	excerpt "$expect" "$file"
+done
+echo "1..$n" >> "$tapf"
+exit $failed

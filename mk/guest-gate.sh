@@ -1,0 +1,83 @@
+#!/bin/sh
+# SPDX-License-Identifier: GPL-2.0
+#
+# The proof that the gates can fail, inside the VM: each module built by
+# mk/inject.sh carries one deliberate bug (mk/inject/NAME.patch). Each is
+# loaded in turn, driven the way that meets its bug, and unloaded; the kernel
+# log of each case (and kmemleak's report, and the QEMU case's output) is
+# saved as $RESULTS/gate-NAME.*, which mk/gate-check.sh reads on the host.
+#
+# lockdep stops checking after its first report, and after any report that
+# taints the kernel (KASAN's does), so the lock order case comes before the
+# use after free.
+. "$RUSTMIG_REPO/mk/guest-lib.sh"
+
+C=$RUSTMIG_BDF_C D=$RUSTMIG_BDF_D
+KMEMLEAK=/sys/kernel/debug/kmemleak
+
+gate_case() { # NAME
+	name=$1
+	ko=$RUSTMIG_INJECT/$name/rustmig_vfio_pci.ko
+	echo "== gate: $name ($ko)"
+	dmesg -C
+	echo "rustmig gate: $name" > /dev/kmsg
+	if ! insmod "$ko"; then
+		echo "== gate: $name: insmod failed" | tee "$RESULTS/gate-$name.log"
+		dmesg > "$RESULTS/gate-$name.dmesg"
+		return 1
+	fi
+	"gate_$(echo "$name" | tr - _)" > "$RESULTS/gate-$name.log" 2>&1
+	sed 's/^/   /' "$RESULTS/gate-$name.log"
+	for bdf in "$C" "$D"; do
+		[ "$(pci_driver "$bdf")" = "$RUSTMIG_DRV" ] && pci_unbind "$bdf"
+	done
+	[ -d /sys/module/rustmig_vfio_pci ] && rmmod rustmig_vfio_pci
+	dmesg > "$RESULTS/gate-$name.dmesg"
+}
+
+# QEMU migrates a guest with ivshmem C to a QEMU with ivshmem D.
+gate_resume_eio() {
+	pci_bind "$C" "$RUSTMIG_DRV" && pci_bind "$D" "$RUSTMIG_DRV" || return 1
+	mkdir -p "$RESULTS/gate-resume-eio"
+	/usr/bin/python3 "$RUSTMIG_REPO/mk/qemu-migrate.py" "$RESULTS/gate-resume-eio" plain
+}
+
+# Probe runs as C binds.
+gate_use_after_free() {
+	pci_bind "$C" "$RUSTMIG_DRV"
+}
+
+# Probe runs as C, D, then C again bind. A probe's pointers stay behind in
+# the unused depth of this shell's kernel stack, which kmemleak scans, until
+# the next probe overwrites them: the later binds leave the objects of the
+# earlier ones unreferenced. As in make check, kmemleak scans after rmmod.
+gate_leak() {
+	echo clear > "$KMEMLEAK"
+	for bdf in "$C" "$D" "$C"; do
+		pci_bind "$bdf" "$RUSTMIG_DRV" && pci_unbind "$bdf" || return 1
+	done
+	rmmod rustmig_vfio_pci || return 1
+	# An object is reported once it is older than 5 s and scans a few
+	# seconds apart found it unreferenced (as guest-init's final scan does).
+	for i in 1 2 3 4 5; do
+		sleep 6
+		echo scan > "$KMEMLEAK"
+		cat "$KMEMLEAK" > "$RESULTS/gate-leak.kmemleak"
+		grep -q 'unreferenced object' "$RESULTS/gate-leak.kmemleak" && break
+	done
+	echo "kmemleak: scanned $i time(s)"
+	echo "kmemleak: $(grep -c 'unreferenced object' "$RESULTS/gate-leak.kmemleak") object(s)"
+	echo clear > "$KMEMLEAK"
+}
+
+# A saving session, read and measured (MIG_DATA_SIZE) in every saving state.
+gate_lock_order() {
+	pci_bind "$C" "$RUSTMIG_DRV" || return 1
+	VFIO_MIGRATION_TEST_FLAGS=7 VFIO_MIGRATION_TEST_STREAM=rustmig \
+		"$RUSTMIG_TESTS/vfio_pci_migration_test" -t data_size_is_exact_in_every_saving_state "$C"
+}
+
+for name in resume-eio lock-order leak use-after-free; do
+	gate_case "$name"
+done
+exit 0
