@@ -69,9 +69,9 @@ tap_check "ivshmem D is 1af4:1110" test "$(pci_id "$D")" = 1af4:1110
 tap_check "edu 2 is 1234:11e8" test "$(pci_id "$EDU2")" = 1234:11e8
 
 tap_check "rustmig_vfio_pci loads" load_rustmig
-# Its KUnit suites (state machine, stream) ran as it loaded.
+# Its KUnit suites (state machine, stream, dirty log) ran as it loaded.
 collect_kunit
-for suite in rustmig_fsm rustmig_stream; do
+for suite in rustmig_fsm rustmig_stream rustmig_dirty; do
 	tap_check "KUnit suite $suite ran" test -s "$RESULTS/kunit.$suite.tap"
 done
 # Override-only ids: loading the module binds nothing by itself.
@@ -113,11 +113,13 @@ tap_check "migration_compat is read-only" sh -c "! echo x 2>/dev/null > /sys/bus
 
 # The migration uAPI on rustmig: all three features, fenced BARs, rustmig's
 # stream. Every case on the small ivshmem C (with the 1 MiB round trip to D)
-# and on edu; the 256 MiB round trip A -> B.
+# and on edu; the 256 MiB round trip A -> B. DMA dirty logging: ivshmem does
+# no DMA (always clean), edu's transfers are tracked through its trapped BAR0.
 export VFIO_MIGRATION_TEST_FLAGS=7 VFIO_MIGRATION_TEST_FENCE=1 VFIO_MIGRATION_TEST_STREAM=rustmig
-VFIO_MIGRATION_TEST_PEER=$D VFIO_MIGRATION_TEST_BAR=2 \
+VFIO_MIGRATION_TEST_PEER=$D VFIO_MIGRATION_TEST_BAR=2 VFIO_MIGRATION_TEST_DMA_LOG=clean \
 	run_test rustmig.migration.ivshmem-c "$T/vfio_pci_migration_test" "$C"
-VFIO_MIGRATION_TEST_PEER=$EDU2 run_test rustmig.migration.edu "$T/vfio_pci_migration_test" "$EDU"
+VFIO_MIGRATION_TEST_PEER=$EDU2 VFIO_MIGRATION_TEST_DMA_LOG=edu \
+	run_test rustmig.migration.edu "$T/vfio_pci_migration_test" "$EDU"
 VFIO_MIGRATION_TEST_PEER=$B VFIO_MIGRATION_TEST_BAR=2 \
 	run_test rustmig.migration.ivshmem-a-256m "$T/vfio_pci_migration_test" \
 	-t round_trip_to_peer_is_bit_exact "$A"
@@ -161,7 +163,8 @@ tap_check "rustmig_vfio_pci unloads" rmmod rustmig_vfio_pci
 SAMPLE=rust_vfio_pci_mig
 tap_check "$SAMPLE loads" insmod "$RUSTMIG_OBJ/samples/rust/$SAMPLE.ko"
 tap_check "edu binds to $SAMPLE through driver_override" pci_bind "$EDU" "$SAMPLE"
-VFIO_MIGRATION_TEST_FLAGS=7 run_test "$SAMPLE.migration.edu" "$T/vfio_pci_migration_test" "$EDU"
+VFIO_MIGRATION_TEST_FLAGS=7 VFIO_MIGRATION_TEST_DMA_LOG=none \
+	run_test "$SAMPLE.migration.edu" "$T/vfio_pci_migration_test" "$EDU"
 tap_check "edu unbinds from $SAMPLE" pci_unbind "$EDU"
 tap_check "$SAMPLE unloads" rmmod "$SAMPLE"
 tap_end

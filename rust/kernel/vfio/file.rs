@@ -303,6 +303,33 @@ impl<T: DataFileOps> Vtable<T> {
 /// assert_eq!(info.ioctl(VFIO_MIG_GET_PRECOPY_INFO + 1, 0, true), Err(ENOTTY));
 /// // A bad user pointer faults.
 /// assert_eq!(info.ioctl(VFIO_MIG_GET_PRECOPY_INFO, 8, true), Err(EFAULT));
+///
+/// // What the ioctl writes back into `struct vfio_precopy_info` (argsz 24, flags 0xff).
+/// let user = |flags: u32| {
+///     let mut raw = [0u8; 24];
+///     raw[..4].copy_from_slice(&24u32.to_ne_bytes());
+///     raw[4..8].copy_from_slice(&flags.to_ne_bytes());
+///     raw
+/// };
+/// let flags = |raw: &[u8; 24]| u32::from_ne_bytes([raw[4], raw[5], raw[6], raw[7]]);
+/// let reinit = PrecopyInfo { initial_bytes: 16, dirty_bytes: 8, reinit: true };
+/// let mut raw = user(0xff);
+/// assert_eq!(reinit.encode(&mut raw, true), Ok(()));
+/// // v2: the flags are the driver's, VFIO_PRECOPY_INFO_REINIT (1) among them.
+/// assert_eq!(flags(&raw), 1);
+/// assert_eq!(&raw[8..16], &16u64.to_ne_bytes());
+/// assert_eq!(&raw[16..24], &8u64.to_ne_bytes());
+/// // Without the opt-in, the user's flags are left alone and REINIT is not reported.
+/// let mut raw = user(0xff);
+/// assert_eq!(reinit.encode(&mut raw, false), Ok(()));
+/// assert_eq!(flags(&raw), 0xff);
+/// let mut raw = user(0xff);
+/// assert_eq!(info.encode(&mut raw, true), Ok(()));
+/// assert_eq!(flags(&raw), 0);
+/// // An argsz below the structure's size is refused.
+/// let mut raw = user(0);
+/// raw[..4].copy_from_slice(&23u32.to_ne_bytes());
+/// assert_eq!(info.encode(&mut raw, true), Err(EINVAL));
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PrecopyInfo {
@@ -316,7 +343,7 @@ pub struct PrecopyInfo {
 }
 
 /// The size of the part of `struct vfio_precopy_info` both sides know.
-const PRECOPY_INFO_MINSZ: usize = 24;
+pub const PRECOPY_INFO_MINSZ: usize = 24;
 
 impl PrecopyInfo {
     /// Returns whether there is nothing to read now (a read would fail with `ENOMSG`).
@@ -336,6 +363,17 @@ impl PrecopyInfo {
         UserSlice::new(UserPtr::from_addr(arg), PRECOPY_INFO_MINSZ)
             .reader()
             .read_slice(&mut raw)?;
+        self.encode(&mut raw, v2)?;
+        UserSlice::new(UserPtr::from_addr(arg), PRECOPY_INFO_MINSZ)
+            .writer()
+            .write_slice(&raw)?;
+        Ok(0)
+    }
+
+    /// Fills `raw`, the `struct vfio_precopy_info` the user passed (native endian), with the
+    /// answer, as [`PrecopyInfo::ioctl`] writes it back: `EINVAL` when its `argsz` is too
+    /// small; the flags are replaced only with `v2`.
+    pub fn encode(&self, raw: &mut [u8; PRECOPY_INFO_MINSZ], v2: bool) -> Result {
         let argsz = u32::from_ne_bytes([raw[0], raw[1], raw[2], raw[3]]);
         // CAST: `PRECOPY_INFO_MINSZ` fits in a `u32`.
         if argsz < PRECOPY_INFO_MINSZ as u32 {
@@ -351,9 +389,6 @@ impl PrecopyInfo {
         raw[4..8].copy_from_slice(&flags.to_ne_bytes());
         raw[8..16].copy_from_slice(&self.initial_bytes.to_ne_bytes());
         raw[16..24].copy_from_slice(&self.dirty_bytes.to_ne_bytes());
-        UserSlice::new(UserPtr::from_addr(arg), PRECOPY_INFO_MINSZ)
-            .writer()
-            .write_slice(&raw)?;
-        Ok(0)
+        Ok(())
     }
 }

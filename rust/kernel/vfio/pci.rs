@@ -51,6 +51,7 @@ mod bar;
 pub use bar::{
     BarGuard,
     DeviceIo,
+    IoAccess,
     NUM_BARS, //
 };
 
@@ -243,6 +244,33 @@ pub trait Driver: Sized + 'static {
         build_error!(VTABLE_DEFAULT_ERROR)
     }
 
+    /// Whether the user's writes to BAR `bar` of a device go through [`Driver::bar_write`]
+    /// instead of straight to the device; asked when the device is opened and at each `write()`,
+    /// and only if the driver implements [`Driver::bar_write`].
+    ///
+    /// A trapped BAR cannot be mapped by the user (see the [`BarGuard`] module's documentation),
+    /// so that every write to it is seen. The BAR holding the MSI-X table is never trapped.
+    fn traps_bar(_data: &Self::Data, _bar: u32) -> bool {
+        false
+    }
+
+    /// Carries out the user's write of `data` at `offset` of BAR `bar`, which
+    /// [`Driver::traps_bar`] traps, with the BARs locked.
+    ///
+    /// The BARs are not fenced and the user's command register enables memory decoding. The
+    /// driver splits `data` into the accesses `vfio_pci_core` would make ([`IoAccess::split`])
+    /// and carries them out with [`BarGuard::write_access`]; it may look at or refuse each. A
+    /// `write()` is handed over in pieces of up to 64 bytes.
+    fn bar_write(
+        _dev: &Device<Self>,
+        _bars: &BarGuard<'_, Self>,
+        _bar: u32,
+        _offset: u64,
+        _data: &[u8],
+    ) -> Result {
+        build_error!(VTABLE_DEFAULT_ERROR)
+    }
+
     /// Reports into `dirty` the pages of `[iova, iova + length)` written by DMA since the last
     /// report, and forgets them.
     fn log_read_and_clear(
@@ -355,6 +383,9 @@ pub struct DirtyBitmap<'a> {
 
 impl DirtyBitmap<'_> {
     /// Marks the pages of `[iova, iova + length)` dirty.
+    ///
+    /// This may pin pages of the user's bitmap, taking `mmap_lock`: it must not be called with
+    /// a lock held that a fault on a BAR mmap can wait for, such as a [`BarGuard`].
     #[inline(never)]
     pub fn set(&mut self, iova: usize, length: usize) {
         // SAFETY: `bitmap` is the valid bitmap of the running report.
@@ -745,6 +776,8 @@ impl<T: Driver> Adapter<T> {
             this.set_bars_open(true);
             // SAFETY: `vfio_pci_core_enable` succeeded above.
             unsafe { bindings::vfio_pci_core_finish_enable(core) };
+            // After `vfio_pci_core_finish_enable`, which decides which BARs can be mapped.
+            this.hide_trapped_bars();
             Ok(0)
         })
     }
@@ -884,6 +917,15 @@ impl<T: Driver> Adapter<T> {
     ) -> isize {
         // SAFETY: The vfio core calls `write` only on open devices, with a valid `ppos`.
         let (this, pos) = unsafe { (Device::<T>::from_vfio_raw(vdev), *ppos) };
+        if let Some(bar) = this.trapped_bar(pos) {
+            // SAFETY: `ppos` is valid and `buf` is the user's pointer, as the vfio core gives
+            // them.
+            return match unsafe { this.trapped_write(bar, buf, count, ppos) } {
+                // CAST: At most `count`, which the vfio core bounds by `isize::MAX`.
+                Ok(n) => n as isize,
+                Err(e) => e.to_errno() as isize,
+            };
+        }
         // SAFETY: The arguments are the vfio core's, passed on unchanged.
         this.rw_gated(pos, || unsafe {
             bindings::vfio_pci_core_write(vdev, buf, count, ppos)

@@ -8,9 +8,13 @@
 
 use crate::stream::Layout;
 use crate::RustMig;
+use core::ops::Range;
 use kernel::{
     prelude::*,
-    vfio::pci::BarGuard, //
+    vfio::pci::{
+        BarGuard,
+        IoAccess, //
+    }, //
 };
 
 /// The driver's access to a device's BARs.
@@ -18,6 +22,20 @@ pub(crate) type Bars<'a> = BarGuard<'a, RustMig>;
 
 /// The lengths of a device's six BARs, as probed.
 pub(crate) type BarLens = [u64; 6];
+
+/// What the driver knows of a device's DMA writes to memory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Dma {
+    /// The device may write memory by DMA without the driver knowing: the driver offers no
+    /// dirty logging, so that userspace knows it has none rather than trusting a clean log.
+    Untracked,
+    /// The device never writes memory by DMA: its dirty log is truly always clean.
+    Never,
+    /// The device writes memory only by transfers that a write to a trapped BAR starts, and
+    /// [`Backend::bar_write`] returns the range of each; [`Backend::dma_in_flight`] tells
+    /// whether one has not landed yet.
+    Tracked,
+}
 
 /// A device backend: how one kind of device is stopped, saved and restored.
 ///
@@ -32,11 +50,36 @@ pub(crate) trait Backend: Sync {
     /// add optional records.
     fn version(&self) -> (u16, u16);
 
-    /// Whether the device never initiates DMA, so that its DMA dirty log is truly always clean
-    /// and the driver may offer DMA logging for it. A device that can do DMA without the driver
-    /// tracking it must say `false` (the default): userspace then knows it has no logging.
-    fn dma_free(&self) -> bool {
+    /// What the driver knows of the device's DMA writes to memory, which decides whether it
+    /// offers DMA dirty logging for the device.
+    fn dma(&self) -> Dma {
+        Dma::Untracked
+    }
+
+    /// Whether the user's writes to BAR `bar` go through [`Backend::bar_write`]. Such a BAR
+    /// cannot be mapped by the user.
+    fn traps_bar(&self, _bar: u32) -> bool {
         false
+    }
+
+    /// Carries out the user's write of `data` at `offset` of a trapped BAR, and returns the
+    /// device memory range (IOVAs) that a DMA transfer it started writes, if it started one.
+    fn bar_write(
+        &self,
+        bars: &Bars<'_>,
+        bar: u32,
+        offset: u64,
+        data: &[u8],
+    ) -> Result<Option<Range<u64>>> {
+        for a in IoAccess::split(offset, data) {
+            bars.write_access(bar, &a)?;
+        }
+        Ok(None)
+    }
+
+    /// Returns the device memory range that a DMA transfer in flight writes, if one is.
+    fn dma_in_flight(&self, _bars: &Bars<'_>) -> Result<Option<Range<u64>>> {
+        Ok(None)
     }
 
     /// Returns the sections of the device's state, or an error if the device (e.g. a BAR

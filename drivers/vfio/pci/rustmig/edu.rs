@@ -12,22 +12,33 @@
 //!
 //! The DMA command register is saved but not restored: edu only accepts a write that starts a
 //! transfer. Its direction and interrupt bits keep the destination's values.
+//!
+//! edu writes memory only by a transfer to memory, which a write of the command register with
+//! the run and direction bits starts (unless one is running) and which lands about 100 ms
+//! later. BAR0 is trapped, so the driver sees every such write and logs the destination range
+//! for DMA dirty logging; [`Backend::dma_in_flight`] keeps it dirty until it lands.
+//!
+//! The device's 4 KiB DMA buffer is not in the saved state: edu gives no way to read it but a
+//! transfer to memory, which would change the guest's memory.
 
 use crate::backend::{
     Backend,
     BarLens,
-    Bars, //
+    Bars,
+    Dma, //
 };
 use crate::stream::{
     Layout,
     Section, //
 };
+use core::ops::Range;
 use kernel::{
     prelude::*,
     time::{
         delay::fsleep,
         Delta, //
-    }, //
+    },
+    vfio::pci::IoAccess, //
 };
 
 /// The register BAR.
@@ -48,6 +59,11 @@ const STATUS_COMPUTING: u32 = 0x01;
 const STATUS_IRQ: u32 = 0x80;
 /// DMA_CMD: a transfer is running.
 const DMA_RUN: u64 = 0x01;
+/// DMA_CMD: the transfer goes from the device's buffer to memory.
+const DMA_TO_RAM: u64 = 0x02;
+/// The bus addresses edu drives: it masks the memory address of a transfer to 28 bits (the
+/// default of QEMU's `dma_mask` property).
+const DMA_MASK: u64 = (1 << 28) - 1;
 
 /// The register section: liveness, factorial, status, irq status (u32 each), then the DMA
 /// source, destination, count and command (u64 each), little endian.
@@ -72,6 +88,13 @@ fn factorial_arg(value: u32) -> Option<u32> {
     None
 }
 
+/// Returns the memory range the programmed transfer writes, if it goes to memory.
+fn dma_range(bars: &Bars<'_>) -> Result<Range<u64>> {
+    let dst = bars.read64(BAR, DMA_DST)? & DMA_MASK;
+    let count = bars.read64(BAR, DMA_COUNT)?;
+    Ok(dst..dst.saturating_add(count))
+}
+
 /// Waits until the device is idle: no computation and no DMA in flight.
 fn wait_idle(bars: &Bars<'_>) -> Result {
     for _ in 0..1000 {
@@ -92,6 +115,45 @@ impl Backend for Edu {
 
     fn version(&self) -> (u16, u16) {
         (1, 0)
+    }
+
+    fn dma(&self) -> Dma {
+        Dma::Tracked
+    }
+
+    fn traps_bar(&self, bar: u32) -> bool {
+        bar == BAR
+    }
+
+    fn bar_write(
+        &self,
+        bars: &Bars<'_>,
+        bar: u32,
+        offset: u64,
+        data: &[u8],
+    ) -> Result<Option<Range<u64>>> {
+        let mut started = None;
+        for a in IoAccess::split(offset, data) {
+            // edu takes 4 and 8-byte accesses of the command register, and ignores a write
+            // while a transfer runs: the source, destination and count stay as they are read
+            // here until the transfer lands.
+            if bar == BAR && a.offset() == DMA_CMD && a.size() >= 4 && a.value() & DMA_RUN != 0 {
+                let idle = bars.read64(BAR, DMA_CMD)? & DMA_RUN == 0;
+                if idle && a.value() & DMA_TO_RAM != 0 {
+                    started = Some(dma_range(bars)?);
+                }
+            }
+            bars.write_access(bar, &a)?;
+        }
+        Ok(started)
+    }
+
+    fn dma_in_flight(&self, bars: &Bars<'_>) -> Result<Option<Range<u64>>> {
+        let cmd = bars.read64(BAR, DMA_CMD)?;
+        if cmd & DMA_RUN != 0 && cmd & DMA_TO_RAM != 0 {
+            return Ok(Some(dma_range(bars)?));
+        }
+        Ok(None)
     }
 
     fn layout(&self, bars: &BarLens) -> Result<Layout> {

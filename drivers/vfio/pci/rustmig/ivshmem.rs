@@ -9,7 +9,8 @@
 use crate::backend::{
     Backend,
     BarLens,
-    Bars, //
+    Bars,
+    Dma, //
 };
 use crate::stream::{
     Layout,
@@ -46,8 +47,8 @@ impl Backend for Ivshmem {
     }
 
     /// ivshmem-plain has no DMA engine: its memory is its own BAR2, which only CPUs write.
-    fn dma_free(&self) -> bool {
-        true
+    fn dma(&self) -> Dma {
+        Dma::Never
     }
 
     fn layout(&self, bars: &BarLens) -> Result<Layout> {

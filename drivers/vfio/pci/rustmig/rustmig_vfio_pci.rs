@@ -13,9 +13,9 @@
 //! # Locking
 //!
 //! `RustMigDevice::state` serialises the state machine. Its order: state lock, then a session's
-//! I/O lock, then the core's `memory_lock`. `reset_done` may run under `memory_lock`, so it only
-//! try-locks the state lock; when that fails, the reset is deferred to whoever holds it, which
-//! applies it before unlocking (see [`StateGuard`]).
+//! I/O lock, then the core's `memory_lock`, then the dirty log's lock. `reset_done` may run
+//! under `memory_lock`, so it only try-locks the state lock; when that fails, the reset is
+//! deferred to whoever holds it, which applies it before unlocking (see [`StateGuard`]).
 
 use core::fmt::Write;
 use kernel::{
@@ -30,10 +30,6 @@ use kernel::{
     prelude::*,
     sync::{
         aref::ARef,
-        atomic::{
-            Atomic,
-            Relaxed, //
-        },
         lock::{
             mutex::MutexBackend,
             Guard, //
@@ -50,6 +46,7 @@ use kernel::{
         pci::{
             self as vfio_pci,
             AttributeWriter,
+            BarGuard,
             DeviceId,
             DirtyBitmap,
             LogRanges,
@@ -59,6 +56,7 @@ use kernel::{
 };
 
 mod backend;
+mod dirty;
 mod edu;
 mod fsm;
 mod ivshmem;
@@ -67,8 +65,10 @@ mod stream;
 
 use backend::{
     Backend,
-    BarLens, //
+    BarLens,
+    Dma, //
 };
+use dirty::DirtyLog;
 use fsm::Step;
 use session::Session;
 use stream::{
@@ -109,8 +109,9 @@ pub(crate) struct RustMigDevice {
     /// A reset happened while the state lock was held: the holder applies it.
     #[pin]
     deferred_reset: SpinLock<bool>,
-    /// DMA dirty logging was started (only for a backend whose device never does DMA).
-    logging: Atomic<bool>,
+    /// The DMA dirty log while logging runs (for a backend whose DMA is known, see [`Dma`]).
+    #[pin]
+    log: Mutex<Option<DirtyLog>>,
 }
 
 /// The state behind [`RustMigDevice::state`].
@@ -307,7 +308,7 @@ impl vfio_pci::Driver for RustMig {
                 session: None,
             }, "rustmig::RustMigDevice::state"),
             deferred_reset <- new_spinlock!(false, "rustmig::RustMigDevice::deferred_reset"),
-            logging: Atomic::new(false),
+            log <- new_mutex!(None, "rustmig::RustMigDevice::log"),
         })
     }
 
@@ -318,7 +319,7 @@ impl vfio_pci::Driver for RustMig {
     }
 
     fn close_device(dev: &vfio_pci::Device<Self>) {
-        dev.data().logging.store(false, Relaxed);
+        *dev.data().log.lock() = None;
         StateGuard::lock(dev).inner().reset(dev);
     }
 
@@ -362,44 +363,111 @@ impl vfio_pci::Driver for RustMig {
         res
     }
 
-    /// DMA logging is offered only for devices that never do DMA: their log is really clean.
+    /// DMA logging is offered for devices whose every DMA write to memory the backend knows of:
+    /// devices that do none, and devices whose transfers a trapped BAR write starts.
     fn dma_logging(data: &RustMigDevice) -> bool {
-        data.backend.dma_free()
+        data.backend.dma() != Dma::Untracked
+    }
+
+    fn traps_bar(data: &RustMigDevice, bar: u32) -> bool {
+        data.backend.traps_bar(bar)
+    }
+
+    fn bar_write(
+        dev: &vfio_pci::Device<Self>,
+        bars: &BarGuard<'_, Self>,
+        bar: u32,
+        offset: u64,
+        data: &[u8],
+    ) -> Result {
+        let d = dev.data();
+        if let Some(r) = d.backend.bar_write(bars, bar, offset, data)? {
+            let mut log = d.log.lock();
+            if let Some(log) = Option::as_mut(&mut log) {
+                dev_dbg!(dev, "DMA to [{:#x}, {:#x}) started\n", r.start, r.end);
+                log.record(r);
+            }
+        }
+        Ok(())
     }
 
     fn log_start(
         dev: &vfio_pci::Device<Self>,
         ranges: LogRanges<'_>,
-        _page_size: &mut u64,
+        page_size: &mut u64,
     ) -> Result {
         let data = dev.data();
-        if !data.backend.dma_free() {
-            return Err(EOPNOTSUPP);
+        let mut log = DirtyLog::new(*page_size)?;
+        // CAST: `usize` fits in `u64`.
+        let bytes = ranges.iter().fold(0u64, |n, (first, last)| {
+            n.saturating_add((last - first) as u64 + 1)
+        });
+        match data.backend.dma() {
+            Dma::Untracked => return Err(EOPNOTSUPP),
+            Dma::Never => {
+                dev_dbg!(
+                    dev,
+                    "DMA logging of {bytes} bytes: the device does no DMA\n"
+                );
+                *data.log.lock() = Some(log);
+            }
+            Dma::Tracked => {
+                // A transfer started before logging may land after it started.
+                let bars = dev.lock_bars()?;
+                if let Some(r) = data.backend.dma_in_flight(&bars)? {
+                    log.record(r);
+                }
+                dev_dbg!(
+                    dev,
+                    "DMA logging of {bytes} bytes, {} ranges\n",
+                    ranges.len()
+                );
+                *data.log.lock() = Some(log);
+            }
         }
-        let bytes: u64 = ranges.iter().map(|(_, len)| len as u64).sum();
-        dev_dbg!(
-            dev,
-            "DMA logging of {} ranges, {bytes} bytes: the device does no DMA\n",
-            ranges.len()
-        );
-        data.logging.store(true, Relaxed);
         Ok(())
     }
 
     fn log_stop(dev: &vfio_pci::Device<Self>) -> Result {
-        dev.data().logging.store(false, Relaxed);
+        *dev.data().log.lock() = None;
         Ok(())
     }
 
-    /// Nothing is ever dirty: the device has no way to write memory (see [`Backend::dma_free`]).
+    /// Reports what the backend's transfers wrote (see [`dirty`]); a device that does no DMA
+    /// has nothing to report.
     fn log_read_and_clear(
         dev: &vfio_pci::Device<Self>,
-        _iova: usize,
-        _length: usize,
-        _dirty: &mut DirtyBitmap<'_>,
+        iova: usize,
+        length: usize,
+        dirty: &mut DirtyBitmap<'_>,
     ) -> Result {
-        if !dev.data().logging.load(Relaxed) {
-            return Err(EINVAL);
+        let data = dev.data();
+        // Marking the user's bitmap may pin its pages (`mmap_lock`, then maybe a fault on a BAR
+        // mmap and `memory_lock`): the ranges are taken out of the log first, and marked with
+        // no lock held.
+        let mut hits = KVec::with_capacity(dirty::MAX_RANGES, GFP_KERNEL)?;
+        {
+            // The BARs stay locked until the log is cleared: no transfer can start between
+            // asking which one is in flight and clearing the log.
+            let bars = match data.backend.dma() {
+                Dma::Tracked => Some(dev.lock_bars()?),
+                _ => None,
+            };
+            let keep = match &bars {
+                Some(b) => data.backend.dma_in_flight(b)?,
+                None => None,
+            };
+            let mut log = data.log.lock();
+            let log = Option::as_mut(&mut log).ok_or(EINVAL)?;
+            // CAST: `usize` and `u64` have the same size on the architectures vfio supports.
+            // No allocation: the log holds at most `MAX_RANGES` ranges, so a report has as
+            // many hits at most.
+            log.report(iova as u64, length as u64, keep, |start, len| {
+                Ok(hits.push((start as usize, len as usize), GFP_NOWAIT)?)
+            })?;
+        }
+        for (start, len) in hits {
+            dirty.set(start, len);
         }
         Ok(())
     }

@@ -13,6 +13,12 @@
 //! while the device is open. [`DeviceIo`] is a counted
 //! reference to a device for objects that outlive a callback, such as migration data files.
 //!
+//! A driver may also trap the user's writes to some BARs ([`Driver::traps_bar`]), e.g. to see
+//! the commands that make a device write memory by DMA. Such a BAR cannot be mapped by the user:
+//! `VFIO_DEVICE_GET_REGION_INFO` does not offer `VFIO_REGION_INFO_FLAG_MMAP` and `mmap()` fails
+//! with `EINVAL`. Each `write()` to it is split into the accesses `vfio_pci_core` would make
+//! ([`IoAccess`]) and handed to [`Driver::bar_write`], which carries it out.
+//!
 //! # Locking
 //!
 //! - `vfio_pci_core`'s `memory_lock` protects the fence flag against the mmap fault handler, and
@@ -29,6 +35,7 @@ use super::{
 };
 use crate::{
     bindings,
+    error::from_err_ptr,
     new_mutex,
     prelude::*,
     sync::{
@@ -39,6 +46,10 @@ use crate::{
             Release, //
         },
         Mutex,
+    },
+    uaccess::{
+        UserPtr,
+        UserSlice, //
     }, //
 };
 use core::ptr::NonNull;
@@ -48,6 +59,93 @@ pub const NUM_BARS: u32 = bindings::VFIO_PCI_ROM_REGION_INDEX;
 
 /// The shift from a region index to its offset in the device fd (`VFIO_PCI_OFFSET_SHIFT`).
 const OFFSET_SHIFT: u32 = bindings::VFIO_PCI_OFFSET_SHIFT;
+
+/// The bytes of a trapped BAR `write()` copied from userspace at a time.
+const TRAP_CHUNK: usize = 64;
+
+/// One access of a BAR `read()` or `write()`, as `vfio_pci_core` splits them: naturally aligned,
+/// of 8, 4, 2 or 1 bytes, the largest that fits.
+///
+/// # Invariants
+///
+/// `size` is 1, 2, 4 or 8, and `offset` is a multiple of it.
+///
+/// # Examples
+///
+/// ```
+/// use kernel::vfio::pci::IoAccess;
+///
+/// let data = [0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88, 0x99, 0xaa, 0xbb, 0xcc, 0xdd];
+/// let want = [
+///     (0x96, 2, 0x2211),
+///     (0x98, 8, 0xaa99_8877_6655_4433),
+///     (0xa0, 2, 0xccbb),
+///     (0xa2, 1, 0xdd),
+/// ];
+/// let mut n = 0;
+/// for (a, w) in IoAccess::split(0x96, &data).zip(want) {
+///     assert_eq!((a.offset(), a.size(), a.value()), w);
+///     n += 1;
+/// }
+/// assert_eq!(n, want.len());
+/// assert_eq!(IoAccess::split(0x96, &data).count(), want.len());
+/// assert_eq!(IoAccess::split(0x98, &[]).count(), 0);
+/// assert!(IoAccess::split(0x98, &data[..4]).all(|a| a.covers(0x98, 4)));
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IoAccess {
+    offset: u64,
+    size: usize,
+    value: u64,
+}
+
+impl IoAccess {
+    /// Splits the bytes `data` at `offset` of a BAR into accesses, in order. Each access's
+    /// value is its bytes read as little endian, as the device sees them.
+    pub fn split(offset: u64, data: &[u8]) -> impl Iterator<Item = IoAccess> + '_ {
+        let mut done = 0usize;
+        core::iter::from_fn(move || {
+            let left = data.len() - done;
+            if left == 0 {
+                return None;
+            }
+            let at = offset.wrapping_add(done as u64);
+            let size = [8usize, 4, 2]
+                .into_iter()
+                .find(|&n| left >= n && at % n as u64 == 0)
+                .unwrap_or(1);
+            let mut bytes = [0u8; 8];
+            bytes[..size].copy_from_slice(&data[done..done + size]);
+            done += size;
+            // INVARIANT: `size` is 8, 4 or 2 with `at` a multiple of it, or 1.
+            Some(IoAccess {
+                offset: at,
+                size,
+                value: u64::from_le_bytes(bytes),
+            })
+        })
+    }
+
+    /// Returns the offset of the access in its BAR.
+    pub fn offset(&self) -> u64 {
+        self.offset
+    }
+
+    /// Returns the size of the access in bytes: 1, 2, 4 or 8.
+    pub fn size(&self) -> usize {
+        self.size
+    }
+
+    /// Returns the value written (the low [`IoAccess::size`] bytes are used).
+    pub fn value(&self) -> u64 {
+        self.value
+    }
+
+    /// Returns whether the access covers the whole of the `size`-byte register at `reg`.
+    pub fn covers(&self, reg: u64, size: usize) -> bool {
+        self.offset <= reg && reg + size as u64 <= self.offset + self.size as u64
+    }
+}
 
 /// The state of a device's BARs kept by the abstraction.
 #[pin_data]
@@ -118,9 +216,19 @@ impl<'a, T: Driver> BarGuard<'a, T> {
             return Err(EINVAL);
         }
         // SAFETY: `memory_lock` is held and `lock_bars` saw the device open, so `barmap` is set
-        // up and stable; `bar` < `NUM_BARS` since the BAR has a length.
-        let base = unsafe { (*self.dev.as_raw()).barmap[bar as usize] };
-        if base.is_null() {
+        // up and stable; `bar` < `NUM_BARS` since the BAR has a length. `pdev` is alive while
+        // the device is open.
+        let (base, flags) = unsafe {
+            let core = self.dev.as_raw();
+            (
+                (*core).barmap[bar as usize],
+                (*(*core).pdev).resource[bar as usize].flags,
+            )
+        };
+        // `vfio_pci_core` stores an error pointer for a BAR it could not map. An I/O port BAR's
+        // cookie is not memory.
+        let base = from_err_ptr(base)?;
+        if base.is_null() || flags & bindings::IORESOURCE_MEM as usize == 0 {
             return Err(ENODEV);
         }
         // CAST: `offset` < the BAR's length, which fits the address space it is mapped into.
@@ -183,6 +291,30 @@ impl<'a, T: Driver> BarGuard<'a, T> {
         // SAFETY: `dst` maps `buf.len()` bytes of the BAR; `buf` is valid for as many.
         unsafe { bindings::memcpy_toio(dst, buf.as_ptr().cast(), buf.len()) };
         Ok(())
+    }
+
+    /// Carries out one access of BAR `bar`, as `vfio_pci_core` would for a user `write()`.
+    pub fn write_access(&self, bar: u32, access: &IoAccess) -> Result {
+        let p = self.map_aligned(bar, access.offset, access.size)?;
+        // CAST: Each value is truncated to the access's size, as the device takes it.
+        // SAFETY: `p` maps an aligned register of `access.size` bytes of the BAR.
+        unsafe {
+            match access.size {
+                8 => bindings::writeq(access.value, p),
+                4 => bindings::writel(access.value as u32, p),
+                2 => bindings::writew(access.value as u16, p),
+                _ => bindings::writeb(access.value as u8, p),
+            }
+        }
+        Ok(())
+    }
+
+    /// Returns whether the user's view of the device lets its memory BARs be accessed: memory
+    /// decoding on in the virtual command register and the device powered, the test
+    /// `vfio_pci_core` makes before a user BAR access.
+    pub fn user_memory_enabled(&self) -> bool {
+        // SAFETY: `memory_lock` is held, as the function requires.
+        unsafe { bindings::__vfio_pci_memory_enabled(self.dev.as_raw()) }
     }
 }
 
@@ -306,6 +438,94 @@ impl<T: Driver> Device<T> {
             return EIO.to_errno() as isize;
         }
         rw()
+    }
+
+    /// Returns the BAR of a device fd offset if the driver traps the user's writes to it.
+    pub(super) fn trapped_bar(&self, pos: i64) -> Option<u32> {
+        if !T::HAS_BAR_WRITE {
+            return None;
+        }
+        bar_of_offset(pos).filter(|&bar| self.traps(bar))
+    }
+
+    /// Returns whether the driver traps BAR `bar`. The BAR holding the MSI-X table never is:
+    /// `vfio_pci_core` keeps the user away from the table.
+    fn traps(&self, bar: u32) -> bool {
+        // SAFETY: `msix_bar` is set when the device is enabled, before the device fd exists.
+        let msix_bar = unsafe { (*self.as_raw()).msix_bar };
+        bar != u32::from(msix_bar) && T::traps_bar(self.data(), bar)
+    }
+
+    /// A user `write()` of `count` bytes at `buf` to `*ppos`, a trapped BAR: copies the bytes
+    /// in and hands their accesses to [`Driver::bar_write`], unless the BARs are fenced.
+    ///
+    /// # Safety
+    ///
+    /// `ppos` is valid for reads and writes; `buf` is a user pointer.
+    pub(super) unsafe fn trapped_write(
+        &self,
+        bar: u32,
+        buf: *const c_char,
+        count: usize,
+        ppos: *mut bindings::loff_t,
+    ) -> Result<usize> {
+        let _rw = self.bars.rw.lock();
+        if self.bars.fenced.load(Acquire) {
+            return Err(EIO);
+        }
+        // SAFETY: The caller guarantees `ppos` is valid.
+        let pos = unsafe { *ppos };
+        // CAST: `pos` is not negative: it is the offset of a BAR.
+        let offset = pos as u64 & ((1u64 << OFFSET_SHIFT) - 1);
+        let len = self.bar_len(bar);
+        if offset >= len {
+            return Err(EINVAL);
+        }
+        // CAST: At most `count`.
+        let count = count.min((len - offset).min(usize::MAX as u64) as usize);
+        let mut reader = UserSlice::new(UserPtr::from_ptr(buf.cast_mut().cast()), count).reader();
+        let mut chunk = [0u8; TRAP_CHUNK];
+        let mut done = 0usize;
+        let res = (|| -> Result {
+            while done < count {
+                let n = (count - done).min(TRAP_CHUNK);
+                // No user copy while the BARs are locked: copy first.
+                reader.read_slice(&mut chunk[..n])?;
+                let bars = self.lock_bars()?;
+                if !bars.user_memory_enabled() {
+                    return Err(EIO);
+                }
+                if T::HAS_BAR_WRITE {
+                    T::bar_write(self, &bars, bar, offset + done as u64, &chunk[..n])?;
+                }
+                done += n;
+            }
+            Ok(())
+        })();
+        // SAFETY: The caller guarantees `ppos` is valid.
+        unsafe { *ppos = pos + done as i64 };
+        match res {
+            Err(e) if done == 0 => Err(e),
+            _ => Ok(done),
+        }
+    }
+
+    /// Hides the trapped BARs from `mmap()` and from `VFIO_DEVICE_GET_REGION_INFO`'s mmap flag.
+    /// Called when the device is opened, after `vfio_pci_core_finish_enable` decided which BARs
+    /// can be mapped.
+    pub(super) fn hide_trapped_bars(&self) {
+        if !T::HAS_BAR_WRITE {
+            return;
+        }
+        let core = self.as_raw();
+        for bar in 0..NUM_BARS {
+            if self.traps(bar) {
+                // SAFETY: The device is being opened, so nothing reads `bar_mmap_supported`
+                // concurrently (it is read by the device fd's ioctls and mmaps, which wait for
+                // the open to finish). `bar` < `NUM_BARS`.
+                unsafe { (*core).bar_mmap_supported[bar as usize] = false };
+            }
+        }
     }
 
     /// Handles a fault on a BAR mmap: maps the page unless the BARs are fenced.

@@ -18,7 +18,12 @@
  *   VFIO_MIGRATION_TEST_PEER=BDF    a second device of the same kind, for the
  *                                   round trip from this device to it;
  *   VFIO_MIGRATION_TEST_BAR=N       the BAR holding the state that the round
- *                                   trip fills with a pattern and compares.
+ *                                   trip fills with a pattern and compares;
+ *   VFIO_MIGRATION_TEST_DMA_LOG=M   the device's DMA dirty logging: "none" (not
+ *                                   offered), "clean" (offered, the device does
+ *                                   no DMA) or "edu" (offered, an edu whose DMA
+ *                                   transfers must be reported page by page; its
+ *                                   BAR0 cannot be mmapped).
  */
 #include <errno.h>
 #include <stddef.h>
@@ -34,6 +39,7 @@
 #include <time.h>
 #include <unistd.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 
 #include <linux/pci_regs.h>
 #include <linux/vfio.h>
@@ -63,6 +69,30 @@ FIXTURE_TEARDOWN(migration)
 {
 	vfio_pci_device_cleanup(self->device);
 	iommu_cleanup(self->iommu);
+}
+
+/* Region writes and reads of a BAR register: they work whether or not it is mmapped. */
+static int bar_write32(struct vfio_pci_device *device, int bar, __u64 reg, __u32 value)
+{
+	ssize_t n = pwrite(device->fd, &value, 4, device->bars[bar].info.offset + reg);
+
+	return n == 4 ? 0 : -errno;
+}
+
+static int bar_write64(struct vfio_pci_device *device, int bar, __u64 reg, __u64 value)
+{
+	ssize_t n = pwrite(device->fd, &value, 8, device->bars[bar].info.offset + reg);
+
+	return n == 8 ? 0 : -errno;
+}
+
+static __u64 bar_read64(struct vfio_pci_device *device, int bar, __u64 reg)
+{
+	__u64 value = ~0ULL;
+
+	if (pread(device->fd, &value, 8, device->bars[bar].info.offset + reg) != 8)
+		return ~0ULL;
+	return value;
 }
 
 /* The device fd is a working vfio-pci device, as with vfio-pci itself. */
@@ -613,13 +643,16 @@ TEST_F(migration, state_matrix_8x8_follows_the_uapi)
 	ASSERT_EQ(0, failures);
 }
 
-/* The mmapped BAR with the most bytes, or -1. */
-static int largest_mmapped_bar(struct vfio_pci_device *device)
+/*
+ * The memory BAR with the most bytes, or -1. It may not be mmapped (a BAR the
+ * driver traps is not): then only region read/write reach it.
+ */
+static int largest_bar(struct vfio_pci_device *device)
 {
 	int i, best = -1;
 
 	for (i = 0; i < PCI_STD_NUM_BARS; i++) {
-		if (!device->bars[i].vaddr)
+		if (!device->bars[i].info.size)
 			continue;
 		if (best < 0 || device->bars[i].info.size > device->bars[best].info.size)
 			best = i;
@@ -634,12 +667,17 @@ static void on_sigbus(int sig)
 	siglongjmp(sigbus_jmp, 1);
 }
 
-/* Touch @p (a write of @value if @write): 0, or SIGBUS if the access faulted. */
+/*
+ * Touch @p (a write of @value if @write): 0, or SIGBUS if the access faulted.
+ * A NULL @p is a BAR that is not mmapped: it faults like a fenced one.
+ */
 static int touch(volatile char *p, bool write, char value)
 {
 	struct sigaction sa = { .sa_handler = on_sigbus }, old;
 	int ret = 0;
 
+	if (!p)
+		return SIGBUS;
 	sigaction(SIGBUS, &sa, &old);
 	if (sigsetjmp(sigbus_jmp, 1))
 		ret = SIGBUS;
@@ -671,13 +709,19 @@ TEST_F(migration, bars_are_fenced_while_stopped)
 
 	if (!env_is("VFIO_MIGRATION_TEST_FENCE", "1"))
 		SKIP(return, "the driver does not fence its BARs");
-	bar = largest_mmapped_bar(self->device);
+	bar = largest_bar(self->device);
 	ASSERT_GE(bar, 0);
 	mem = self->device->bars[bar].vaddr;
 	offset = self->device->bars[bar].info.offset;
 
-	ASSERT_EQ(0, touch(mem, true, 0x5a));
-	v = mem[0];
+	if (mem) {
+		ASSERT_EQ(0, touch(mem, true, 0x5a));
+		v = mem[0];
+	} else {
+		c = 0x5a;
+		ASSERT_EQ(1, pwrite(fd, &c, 1, offset));
+		ASSERT_EQ(1, pread(fd, &v, 1, offset));
+	}
 	ASSERT_EQ(1, pread(fd, &c, 1, offset));
 	ASSERT_EQ(v, c);
 
@@ -695,13 +739,18 @@ TEST_F(migration, bars_are_fenced_while_stopped)
 	/* RESUMING got no stream: back through a reset. */
 	ASSERT_EQ(0, ioctl(fd, VFIO_DEVICE_RESET, NULL));
 	ASSERT_EQ(VFIO_DEVICE_STATE_RUNNING, get_state(fd));
-	ASSERT_EQ(0, touch(mem, false, 0));
-	ASSERT_EQ(v, mem[0]);
+	if (mem) {
+		ASSERT_EQ(0, touch(mem, false, 0));
+		ASSERT_EQ(v, mem[0]);
+	}
 	ASSERT_EQ(1, pread(fd, &c, 1, offset));
 	ASSERT_EQ(v, c);
 }
 
-/* Writes ~value to one byte of each page of @mem, by mmap and by pwrite: all must fail. */
+/*
+ * Writes one byte of each page of the BAR at @offset, by mmap at @mem (unless
+ * it is not mmapped) and by pwrite: all must fail.
+ */
 static int try_writes(int fd, volatile char *mem, __u64 offset, size_t len)
 {
 	size_t i;
@@ -709,7 +758,7 @@ static int try_writes(int fd, volatile char *mem, __u64 offset, size_t len)
 
 	for (i = 0; i < len; i += 4096) {
 		c = ~(char)i;
-		if (touch(mem + i, true, c) != SIGBUS)
+		if (touch(mem ? mem + i : NULL, true, c) != SIGBUS)
 			return -1;
 		if (pwrite(fd, &c, 1, offset + i) != -1 || errno != EIO)
 			return -1;
@@ -734,7 +783,7 @@ TEST_F(migration, bar_writes_while_stopped_do_not_change_the_saved_stream)
 
 	if (!env_is("VFIO_MIGRATION_TEST_FENCE", "1"))
 		SKIP(return, "the driver does not fence its BARs");
-	bar = largest_mmapped_bar(self->device);
+	bar = largest_bar(self->device);
 	ASSERT_GE(bar, 0);
 	mem = self->device->bars[bar].vaddr;
 	offset = self->device->bars[bar].info.offset;
@@ -1245,13 +1294,11 @@ TEST_F(migration, peer_saves_the_stream_it_loaded)
 		SKIP(return, "no peer device given");
 	if (vfio_pci_config_readw(self->device, PCI_VENDOR_ID) == 0x1234 &&
 	    vfio_pci_config_readw(self->device, PCI_DEVICE_ID) == 0x11e8) {
-		volatile __u32 *r = self->device->bars[0].vaddr;
-
-		ASSERT_NE(NULL, r);
-		r[0x04 / 4] = 0x12345678;	/* liveness */
-		r[0x80 / 4] = 0x40000;		/* DMA source, destination, count */
-		r[0x88 / 4] = 0x41000;
-		r[0x90 / 4] = 0x80;
+		ASSERT_EQ(0, bar_write32(self->device, 0, 0x04, 0x12345678));	/* liveness */
+		/* DMA source, destination, count */
+		ASSERT_EQ(0, bar_write32(self->device, 0, 0x80, 0x40000));
+		ASSERT_EQ(0, bar_write32(self->device, 0, 0x88, 0x41000));
+		ASSERT_EQ(0, bar_write32(self->device, 0, 0x90, 0x80));
 	}
 	peer_iommu = iommu_init(MODE_IOMMUFD);
 	peer = vfio_pci_device_init(peer_bdf, peer_iommu);
@@ -1273,6 +1320,169 @@ TEST_F(migration, peer_saves_the_stream_it_loaded)
 	free(again);
 	vfio_pci_device_cleanup(peer);
 	iommu_cleanup(peer_iommu);
+}
+
+/* DMA dirty logging over [@iova, @iova + @len) with 4 KiB pages. */
+static int log_start(int fd, __u64 iova, __u64 len)
+{
+	struct vfio_device_feature_dma_logging_range range = { .iova = iova, .length = len };
+	struct vfio_device_feature_dma_logging_control control = {
+		.page_size = 4096,
+		.num_ranges = 1,
+		.ranges = (uintptr_t)&range,
+	};
+
+	return device_feature(fd, VFIO_DEVICE_FEATURE_SET | VFIO_DEVICE_FEATURE_DMA_LOGGING_START,
+			      &control, sizeof(control));
+}
+
+static int log_stop(int fd)
+{
+	return device_feature(fd, VFIO_DEVICE_FEATURE_SET | VFIO_DEVICE_FEATURE_DMA_LOGGING_STOP,
+			      NULL, 0);
+}
+
+/* Reads and clears the log of up to 64 pages at @iova into *@bits. */
+static int log_report(int fd, __u64 iova, __u64 len, __u64 *bits)
+{
+	struct vfio_device_feature_dma_logging_report report = {
+		.iova = iova,
+		.length = len,
+		.page_size = 4096,
+		.bitmap = (uintptr_t)bits,
+	};
+
+	*bits = 0;
+	return device_feature(fd, VFIO_DEVICE_FEATURE_GET | VFIO_DEVICE_FEATURE_DMA_LOGGING_REPORT,
+			      &report, sizeof(report));
+}
+
+/* QEMU's edu: its DMA registers, command bits and the buffer's bus address. */
+#define EDU_DMA_SRC	0x80
+#define EDU_DMA_DST	0x88
+#define EDU_DMA_COUNT	0x90
+#define EDU_DMA_CMD	0x98
+#define EDU_DMA_RUN	0x1
+#define EDU_DMA_TO_RAM	0x2
+#define EDU_DMA_BUF	0x40000
+
+/* Waits up to 10 s for edu's transfer to land: 0, or -ETIMEDOUT. */
+static int edu_dma_wait(struct vfio_pci_device *device)
+{
+	int i;
+
+	for (i = 0; i < 1000; i++) {
+		if (!(bar_read64(device, 0, EDU_DMA_CMD) & EDU_DMA_RUN))
+			return 0;
+		usleep(10000);
+	}
+	return -ETIMEDOUT;
+}
+
+/* Starts an edu transfer, and waits until it landed if @wait. 0 or -errno. */
+static int edu_dma(struct vfio_pci_device *device, __u64 src, __u64 dst, __u64 count,
+		   __u64 cmd, bool wait)
+{
+	int ret;
+
+	ret = bar_write64(device, 0, EDU_DMA_SRC, src);
+	ret = ret ?: bar_write64(device, 0, EDU_DMA_DST, dst);
+	ret = ret ?: bar_write64(device, 0, EDU_DMA_COUNT, count);
+	ret = ret ?: bar_write64(device, 0, EDU_DMA_CMD, cmd);
+	return ret ?: (wait ? edu_dma_wait(device) : 0);
+}
+
+#define LOG_PAGES	16
+/* Below edu's 28-bit DMA address mask. */
+#define LOG_IOVA	0x200000ULL
+
+/*
+ * DMA dirty logging, as the driver offers it (VFIO_MIGRATION_TEST_DMA_LOG):
+ * not at all (ENOTTY), for a device that does no DMA (always clean), or for
+ * edu, whose transfers to memory must be reported page by page, exactly once
+ * after they landed, and whose transfers from memory dirty nothing.
+ */
+TEST_F(migration, dma_logging_reports_the_pages_the_device_wrote)
+{
+	const char *mode = getenv("VFIO_MIGRATION_TEST_DMA_LOG");
+	const size_t size = LOG_PAGES * 4096;
+	int fd = self->device->fd, i, tries;
+	struct dma_region region = {};
+	bool in_flight = false;
+	unsigned char *mem;
+	__u64 bits;
+
+	if (!mode)
+		SKIP(return, "the device's DMA logging is not given");
+	if (!strcmp(mode, "none")) {
+		ASSERT_EQ(-ENOTTY, log_start(fd, LOG_IOVA, size));
+		ASSERT_EQ(-ENOTTY, log_report(fd, LOG_IOVA, size, &bits));
+		return;
+	}
+	mem = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	ASSERT_NE(MAP_FAILED, mem);
+	memset(mem, 0, size);
+	region.vaddr = mem;
+	region.iova = LOG_IOVA;
+	region.size = size;
+	iommu_map(self->iommu, &region);
+
+	ASSERT_EQ(-EINVAL, log_report(fd, LOG_IOVA, size, &bits));	/* not started */
+	ASSERT_EQ(0, log_start(fd, LOG_IOVA, size));
+	ASSERT_EQ(0, log_report(fd, LOG_IOVA, size, &bits));
+	ASSERT_EQ(0, bits);
+
+	if (!strcmp(mode, "edu")) {
+		/* Every write to BAR0 must be seen: it cannot be mmapped. */
+		ASSERT_EQ(0, self->device->bars[0].info.flags & VFIO_REGION_INFO_FLAG_MMAP);
+		ASSERT_EQ(MAP_FAILED, mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd,
+					   self->device->bars[0].info.offset));
+		ASSERT_EQ(EINVAL, errno);
+		vfio_pci_cmd_set(self->device, PCI_COMMAND_MASTER);
+
+		/* Page 0 into edu's buffer: a read of memory, nothing dirty. */
+		for (i = 0; i < 4096; i++)
+			mem[i] = i * 7 + 1;
+		ASSERT_EQ(0, edu_dma(self->device, LOG_IOVA, EDU_DMA_BUF, 4096, EDU_DMA_RUN, true));
+		ASSERT_EQ(0, log_report(fd, LOG_IOVA, size, &bits));
+		ASSERT_EQ(0, bits);
+
+		/* The buffer back to memory across pages 3 and 4. */
+		ASSERT_EQ(0, edu_dma(self->device, EDU_DMA_BUF, LOG_IOVA + 3 * 4096 + 2048, 4096,
+				     EDU_DMA_RUN | EDU_DMA_TO_RAM, true));
+		ASSERT_EQ(0, memcmp(mem, mem + 3 * 4096 + 2048, 4096))
+			TH_LOG("the transfer did not land");
+		ASSERT_EQ(0, log_report(fd, LOG_IOVA, size, &bits));
+		ASSERT_EQ((1ULL << 3) | (1ULL << 4), bits);
+		ASSERT_EQ(0, log_report(fd, LOG_IOVA, size, &bits));
+		ASSERT_EQ(0, bits);
+
+		/*
+		 * A report while a transfer is in flight (edu lands it ~100 ms after
+		 * the command) reports its pages, and so does the next one, after it
+		 * landed. Retried until a report saw the transfer still running.
+		 */
+		for (tries = 0; tries < 5 && !in_flight; tries++) {
+			ASSERT_EQ(0, edu_dma(self->device, EDU_DMA_BUF, LOG_IOVA + 9 * 4096, 100,
+					     EDU_DMA_RUN | EDU_DMA_TO_RAM, false));
+			ASSERT_EQ(0, log_report(fd, LOG_IOVA, size, &bits));
+			ASSERT_EQ(1ULL << 9, bits);
+			in_flight = bar_read64(self->device, 0, EDU_DMA_CMD) & EDU_DMA_RUN;
+			ASSERT_EQ(0, edu_dma_wait(self->device));
+			ASSERT_EQ(0, log_report(fd, LOG_IOVA, size, &bits));
+			if (in_flight)
+				ASSERT_EQ(1ULL << 9, bits);
+			ASSERT_EQ(0, log_report(fd, LOG_IOVA, size, &bits));
+			ASSERT_EQ(0, bits);
+		}
+		ASSERT_TRUE(in_flight) TH_LOG("no report saw a transfer in flight");
+		ksft_print_msg("edu: DMA to memory reported page by page, %d tries\n", tries);
+	}
+
+	ASSERT_EQ(0, log_stop(fd));
+	ASSERT_EQ(-EINVAL, log_report(fd, LOG_IOVA, size, &bits));
+	iommu_unmap(self->iommu, &region);
+	munmap(mem, size);
 }
 
 int main(int argc, char *argv[])
