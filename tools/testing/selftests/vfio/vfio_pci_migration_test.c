@@ -1322,6 +1322,42 @@ TEST_F(migration, peer_saves_the_stream_it_loaded)
 	iommu_cleanup(peer_iommu);
 }
 
+/*
+ * Bad region writes to a BAR get the errno vfio-pci gives, whether the BAR
+ * goes through vfio_pci_core or through the driver (a trapped BAR): EINVAL at
+ * or past its end, a write across the end cut at it, EFAULT for a bad user
+ * pointer, EIO while the user has memory decoding off.
+ */
+TEST_F(migration, bar_region_writes_refuse_bad_input_like_vfio_pci)
+{
+	int fd = self->device->fd, bar = largest_bar(self->device);
+	__u64 offset, size, zero = 0;
+	void *bad;
+	__u16 cmd;
+
+	ASSERT_GE(bar, 0);
+	offset = self->device->bars[bar].info.offset;
+	size = self->device->bars[bar].info.size;
+
+	ASSERT_EQ(-1, pwrite(fd, &zero, 4, offset + size));
+	ASSERT_EQ(EINVAL, errno);
+	ASSERT_EQ(-1, pwrite(fd, &zero, 4, offset + size + 4096));
+	ASSERT_EQ(EINVAL, errno);
+	ASSERT_EQ(4, pwrite(fd, &zero, 8, offset + size - 4));
+	bad = mmap(NULL, 4096, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	ASSERT_NE(MAP_FAILED, bad);
+	ASSERT_EQ(0, munmap(bad, 4096));
+	ASSERT_EQ(-1, pwrite(fd, bad, 4, offset + size - 4));
+	ASSERT_EQ(EFAULT, errno);
+
+	cmd = vfio_pci_config_readw(self->device, PCI_COMMAND);
+	vfio_pci_config_writew(self->device, PCI_COMMAND, cmd & ~PCI_COMMAND_MEMORY);
+	ASSERT_EQ(-1, pwrite(fd, &zero, 4, offset + size - 4));
+	ASSERT_EQ(EIO, errno);
+	vfio_pci_config_writew(self->device, PCI_COMMAND, cmd | PCI_COMMAND_MEMORY);
+	ASSERT_EQ(4, pwrite(fd, &zero, 4, offset + size - 4));
+}
+
 /* DMA dirty logging over [@iova, @iova + @len) with 4 KiB pages. */
 static int log_start(int fd, __u64 iova, __u64 len)
 {
