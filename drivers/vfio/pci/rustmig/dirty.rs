@@ -159,71 +159,80 @@ mod tests {
         iova: u64,
         len: u64,
         keep: Option<Range<u64>>,
-    ) -> KVec<(u64, u64)> {
+    ) -> Result<KVec<(u64, u64)>> {
         let mut out = KVec::new();
-        log.report(iova, len, keep, |s, l| Ok(out.push((s, l), GFP_KERNEL)?))
-            .expect("report");
-        out
+        log.report(iova, len, keep, |s, l| Ok(out.push((s, l), GFP_KERNEL)?))?;
+        Ok(out)
     }
 
     #[test]
-    fn a_recorded_transfer_is_reported_once_by_whole_pages() {
-        let mut log = DirtyLog::new(4096).expect("log");
+    fn a_recorded_transfer_is_reported_once_by_whole_pages() -> Result {
+        let mut log = DirtyLog::new(4096)?;
         log.record(3 * 4096 + 2048..3 * 4096 + 2048 + 4096);
         assert_eq!(
-            &report(&mut log, 0, 1 << 20, None)[..],
+            &report(&mut log, 0, 1 << 20, None)?[..],
             &[(3 * 4096, 2 * 4096)]
         );
-        assert!(report(&mut log, 0, 1 << 20, None).is_empty());
+        assert!(report(&mut log, 0, 1 << 20, None)?.is_empty());
         assert!(log.is_clean());
+        Ok(())
     }
 
     #[test]
-    fn a_report_outside_the_query_keeps_the_range() {
-        let mut log = DirtyLog::new(4096).expect("log");
+    fn a_report_outside_the_query_keeps_the_range() -> Result {
+        let mut log = DirtyLog::new(4096)?;
         log.record(0x10000..0x10001);
-        assert!(report(&mut log, 0, 0x10000, None).is_empty());
+        assert!(report(&mut log, 0, 0x10000, None)?.is_empty());
         assert_eq!(
-            &report(&mut log, 0x10000, 0x1000, None)[..],
+            &report(&mut log, 0x10000, 0x1000, None)?[..],
             &[(0x10000, 0x1000)]
         );
         assert!(log.is_clean());
+        Ok(())
     }
 
     #[test]
-    fn a_partial_query_splits_and_keeps_the_rest() {
-        let mut log = DirtyLog::new(4096).expect("log");
+    fn a_partial_query_splits_and_keeps_the_rest() -> Result {
+        let mut log = DirtyLog::new(4096)?;
         log.record(0..0x10000);
         assert_eq!(
-            &report(&mut log, 0x4000, 0x2000, None)[..],
+            &report(&mut log, 0x4000, 0x2000, None)?[..],
             &[(0x4000, 0x2000)]
         );
-        let rest = report(&mut log, 0, 0x10000, None);
+        let rest = report(&mut log, 0, 0x10000, None)?;
         assert_eq!(&rest[..], &[(0, 0x4000), (0x6000, 0xa000)]);
         assert!(log.is_clean());
+        Ok(())
     }
 
     #[test]
-    fn a_transfer_in_flight_is_reported_again() {
-        let mut log = DirtyLog::new(4096).expect("log");
+    fn a_transfer_in_flight_is_reported_again() -> Result {
+        let mut log = DirtyLog::new(4096)?;
         log.record(0x8000..0x9000);
         let keep = Some(0x8000..0x9000);
         assert_eq!(
-            &report(&mut log, 0, 1 << 20, keep.clone())[..],
+            &report(&mut log, 0, 1 << 20, keep.clone())?[..],
             &[(0x8000, 0x1000)]
         );
-        assert_eq!(&report(&mut log, 0, 1 << 20, keep)[..], &[(0x8000, 0x1000)]);
-        assert_eq!(&report(&mut log, 0, 1 << 20, None)[..], &[(0x8000, 0x1000)]);
+        assert_eq!(
+            &report(&mut log, 0, 1 << 20, keep)?[..],
+            &[(0x8000, 0x1000)]
+        );
+        assert_eq!(
+            &report(&mut log, 0, 1 << 20, None)?[..],
+            &[(0x8000, 0x1000)]
+        );
         assert!(log.is_clean());
+        Ok(())
     }
 
     #[test]
-    fn a_full_log_merges_into_a_superset() {
-        let mut log = DirtyLog::new(4096).expect("log");
+    fn a_full_log_merges_into_a_superset() -> Result {
+        let mut log = DirtyLog::new(4096)?;
         for i in 0..(MAX_RANGES as u64 + 1) {
             log.record(i * 0x2000..i * 0x2000 + 1);
         }
-        let all = report(&mut log, 0, 1 << 30, None);
+        let all = report(&mut log, 0, 1 << 30, None)?;
         let last = MAX_RANGES as u64 * 0x2000;
         // Every recorded page is covered; the ranges are fewer than what was recorded.
         for i in 0..(MAX_RANGES as u64 + 1) {
@@ -233,11 +242,12 @@ mod tests {
         assert!(all.len() <= MAX_RANGES);
         assert!(all.iter().all(|&(s, l)| s + l <= last + 0x1000));
         assert!(log.is_clean());
+        Ok(())
     }
 
     #[test]
-    fn a_range_that_could_not_be_reported_stays() {
-        let mut log = DirtyLog::new(4096).expect("log");
+    fn a_range_that_could_not_be_reported_stays() -> Result {
+        let mut log = DirtyLog::new(4096)?;
         log.record(0x1000..0x2000);
         log.record(0x8000..0x9000);
         let mut calls = 0;
@@ -250,16 +260,21 @@ mod tests {
             }
         });
         assert_eq!(res, Err(ENOMEM));
-        assert_eq!(&report(&mut log, 0, 1 << 20, None)[..], &[(0x8000, 0x1000)]);
+        assert_eq!(
+            &report(&mut log, 0, 1 << 20, None)?[..],
+            &[(0x8000, 0x1000)]
+        );
         assert!(log.is_clean());
+        Ok(())
     }
 
     #[test]
-    fn ranges_saturate_at_the_top_of_the_address_space() {
-        let mut log = DirtyLog::new(4096).expect("log");
+    fn ranges_saturate_at_the_top_of_the_address_space() -> Result {
+        let mut log = DirtyLog::new(4096)?;
         log.record(u64::MAX - 10..u64::MAX);
-        let r = report(&mut log, u64::MAX - 0x10000, 0x10000, None);
+        let r = report(&mut log, u64::MAX - 0x10000, 0x10000, None)?;
         assert_eq!(&r[..], &[(u64::MAX & !0xfff, 0xfff)]);
         assert!(DirtyLog::new(4095).is_err());
+        Ok(())
     }
 }

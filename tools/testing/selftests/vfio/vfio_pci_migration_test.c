@@ -660,6 +660,23 @@ static int largest_bar(struct vfio_pci_device *device)
 	return best;
 }
 
+/*
+ * The BAR the fencing tests write to, the largest: its index (or -1), its
+ * mmap (NULL if it is not mmapped), region offset and size.
+ */
+static int fenced_bar(struct vfio_pci_device *device, volatile char **mem, __u64 *offset,
+		      size_t *len)
+{
+	int bar = largest_bar(device);
+
+	if (bar >= 0) {
+		*mem = device->bars[bar].vaddr;
+		*offset = device->bars[bar].info.offset;
+		*len = device->bars[bar].info.size;
+	}
+	return bar;
+}
+
 static sigjmp_buf sigbus_jmp;
 
 static void on_sigbus(int sig)
@@ -701,18 +718,15 @@ TEST_F(migration, bars_are_fenced_while_stopped)
 		VFIO_DEVICE_STATE_STOP, VFIO_DEVICE_STATE_STOP_COPY, VFIO_DEVICE_STATE_STOP,
 		VFIO_DEVICE_STATE_RESUMING,
 	};
-	int fd = self->device->fd, bar, data_fd;
+	int fd = self->device->fd, data_fd;
 	volatile char *mem;
 	__u64 offset;
+	size_t i, len;
 	char v, c;
-	size_t i;
 
 	if (!env_is("VFIO_MIGRATION_TEST_FENCE", "1"))
 		SKIP(return, "the driver does not fence its BARs");
-	bar = largest_bar(self->device);
-	ASSERT_GE(bar, 0);
-	mem = self->device->bars[bar].vaddr;
-	offset = self->device->bars[bar].info.offset;
+	ASSERT_GE(fenced_bar(self->device, &mem, &offset, &len), 0);
 
 	if (mem) {
 		ASSERT_EQ(0, touch(mem, true, 0x5a));
@@ -783,11 +797,8 @@ TEST_F(migration, bar_writes_while_stopped_do_not_change_the_saved_stream)
 
 	if (!env_is("VFIO_MIGRATION_TEST_FENCE", "1"))
 		SKIP(return, "the driver does not fence its BARs");
-	bar = largest_bar(self->device);
+	bar = fenced_bar(self->device, &mem, &offset, &len);
 	ASSERT_GE(bar, 0);
-	mem = self->device->bars[bar].vaddr;
-	offset = self->device->bars[bar].info.offset;
-	len = self->device->bars[bar].info.size;
 	size = data_size(fd);
 	ASSERT_GT(size, 0);
 	ref = malloc(size + 1);
