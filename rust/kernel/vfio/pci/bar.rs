@@ -90,7 +90,6 @@ const TRAP_CHUNK: usize = 64;
 /// assert_eq!(n, want.len());
 /// assert_eq!(IoAccess::split(0x96, &data).count(), want.len());
 /// assert_eq!(IoAccess::split(0x98, &[]).count(), 0);
-/// assert!(IoAccess::split(0x98, &data[..4]).all(|a| a.covers(0x98, 4)));
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct IoAccess {
@@ -139,11 +138,6 @@ impl IoAccess {
     /// Returns the value written (the low [`IoAccess::size`] bytes are used).
     pub fn value(&self) -> u64 {
         self.value
-    }
-
-    /// Returns whether the access covers the whole of the `size`-byte register at `reg`.
-    pub fn covers(&self, reg: u64, size: usize) -> bool {
-        self.offset <= reg && reg + size as u64 <= self.offset + self.size as u64
     }
 }
 
