@@ -28,8 +28,8 @@ KMAKE  := $(MAKE) -C $(SRC) O=$(OBJ) LLVM=1 CLIPPY=1 -j$(JOBS)
 KOUT   := $(OBJ)/arch/x86/boot/bzImage
 STOUT  := $(CACHE)/selftests
 
-.PHONY: all check gate-proof bench deps tree config kernel rustcheck selftests demo vm-check \
-	shell help clean distclean rustfmt tools
+.PHONY: all check gate-proof gate-build gate-early bench deps tree config kernel rustcheck selftests demo vm-check \
+	shell try help clean distclean rustfmt tools
 
 # `make`: build everything and boot the VM to show the driver at work.
 all: kernel selftests
@@ -37,9 +37,12 @@ all: kernel selftests
 
 # `make check`: build everything and run every test in the VM.
 # Then the proof that its gates fail: gate-proof's TAP joins the summary.
-check: kernel rustcheck selftests tools
+# `make check EARLY=NAME`: the same run, but the driver with the bug of
+# mk/inject/NAME.patch binds a device first; the run must fail on its report.
+EARLY ?=
+check: kernel rustcheck selftests tools $(if $(EARLY),gate-build)
 	@$(STAGE) vm-tests $(REPO)/mk/vm.sh --mode check --obj $(OBJ) --tests $(STOUT) --out $(RUN)/check \
-		--inspect $(INSPECT)
+		--inspect $(INSPECT) $(if $(EARLY),--inject $(INJECT) --early $(EARLY))
 	@$(MAKE) --no-print-directory gate-proof GATE_TAP=$(RUN)/check/results/gate.tap || \
 		{ [ -s $(RUN)/check/results/gate.tap ] || printf 'not ok 1 gate: the gate proof did not run (see above)\n1..1\n' \
 		> $(RUN)/check/results/gate.tap; }
@@ -51,11 +54,22 @@ check: kernel rustcheck selftests tools
 # must be caught (KASAN, kmemleak, lockdep, QEMU's error), its report shown.
 INJECT   := $(CACHE)/inject
 GATE_TAP ?= $(RUN)/gate/gate.tap
-gate-proof: kernel selftests
+gate-build: kernel
 	@$(STAGE) gate-build $(REPO)/mk/inject.sh $(SRC) $(OBJ) $(REPO) $(INJECT)
+
+gate-proof: kernel selftests gate-build
 	-@$(STAGE) vm-gate $(REPO)/mk/vm.sh --mode gate --obj $(OBJ) --tests $(STOUT) --out $(RUN)/gate \
 		--inject $(INJECT)
 	@$(STAGE) gate-check $(REPO)/mk/gate-check.sh $(REPO) $(RUN)/gate $(GATE_TAP)
+
+# `make gate-early`: make check's own run with the use after free met before
+# every test; make check's summary must fail it, showing KASAN's report.
+GATE_EARLY_TAP ?= $(RUN)/gate-early.tap
+gate-early: kernel selftests tools gate-build
+	-@$(STAGE) vm-gate-early $(REPO)/mk/vm.sh --mode check --obj $(OBJ) --tests $(STOUT) \
+		--out $(RUN)/gate-early --inspect $(INSPECT) --inject $(INJECT) --early use-after-free
+	@$(STAGE) gate-early-check $(REPO)/mk/gate-early.sh $(REPO) $(RUN)/gate-early use-after-free \
+		$(GATE_EARLY_TAP)
 
 # `make bench`: the same devices on a kernel without the debugging options,
 # and the figures (round trip, malformed streams, QEMU migrations).
@@ -99,6 +113,13 @@ tools:
 	@$(STAGE) tools-build $(TCARGO) build $(TFLAGS) --release --bin rustmig-inspect
 	@echo "tools: $(INSPECT)"
 
+# `make try CMD='...'`: the check VM with rustmig bound to every device, CMD
+# run inside (e.g. CMD='$$T/vfio_pci_migration_test -t NAME $$C'), then the
+# kernel-log gate. For working on one test at a time.
+try: kernel selftests
+	@RUSTMIG_TRY="$(CMD)" $(REPO)/mk/vm.sh --mode try --obj $(OBJ) --tests $(STOUT) --out $(RUN)/try
+	@$(REPO)/mk/kgate.sh $(RUN)/try
+
 # Boot the VM with a shell on the console (interactive).
 shell: kernel selftests
 	$(REPO)/mk/vm.sh --mode shell --obj $(OBJ) --tests $(STOUT) --out $(RUN)/shell
@@ -122,6 +143,7 @@ help:
 	@echo '                  figures: 256 MiB round trip, malformed streams, QEMU migrations'
 	@echo '  make tools      test and build rustmig-inspect (tools/rustmig, cargo, offline)'
 	@echo '                  into $(TOOLS_OUT)'
+	@echo '  make try CMD=.. the check VM with rustmig bound to every device, CMD run inside'
 	@echo '  make shell      boot the VM with a shell on the console'
 	@echo '  make clean      remove the build directories in $(CACHE)'
 	@echo 'Variables: CACHE=$(CACHE) OBJ=$(OBJ) JOBS=$(JOBS)'

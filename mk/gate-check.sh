@@ -8,6 +8,8 @@
 #                    gate's own pattern (mk/report-re.sh): make check would fail
 #   Expect-kmemleak  kmemleak's report of the case matches
 #   Expect-qemu      the QEMU migration case failed, its output matching
+#   Expect-test      a kselftest case failed, its TAP matching, with no
+#                    kernel report in the case's log (a logic bug)
 # The report that caught each bug is printed. Writes TAP to TAP_FILE.
 #
 # Usage: gate-check.sh REPO GATE_OUT_DIR TAP_FILE
@@ -47,7 +49,8 @@ for patch in "$repo"/mk/inject/*.patch; do
 	dmesg) file=$res/gate-$name.dmesg ;;
 	kmemleak) file=$res/gate-$name.kmemleak ;;
 	qemu) file=$res/gate-$name/qemu-migration.tap ;;
-	*) tap 1 "$name: its patch has no Expect-dmesg/kmemleak/qemu line"; continue ;;
+	test) file=$res/gate-$name.tap ;;
+	*) tap 1 "$name: its patch has no Expect-dmesg/kmemleak/qemu/test line"; continue ;;
 	esac
 	# kmemleak's report is empty when it found nothing.
 	if [ ! -s "$file" ] && ! { [ "$where" = kmemleak ] && [ -e "$file" ]; }; then
@@ -70,6 +73,11 @@ for patch in "$repo"/mk/inject/*.patch; do
 		# The module is gone by the scan: its frames show as bare addresses.
 		grep -q 'pci_device_probe' "$file"
 		tap $? "$name: caught by kmemleak, $(grep -cE "$expect" "$file") object(s) allocated in a probe: $(grep -oE -m1 "$expect" "$file")"
+		;;
+	test)
+		# Only the test saw it: the kernel log of the case has no report.
+		! grep -qaE "$RUSTMIG_REPORT_RE" "$res/gate-$name.dmesg"
+		tap $? "$name: caught by a test, not by a sanitizer: $(grep -oE -m1 "$expect" "$file")"
 		;;
 	qemu)
 		grep -q '^not ok' "$file"

@@ -70,6 +70,15 @@ gate_leak() {
 	echo clear > "$KMEMLEAK"
 }
 
+# The round trip C -> D, whose test compares D's memory with C's.
+gate_short_load() {
+	pci_bind "$C" "$RUSTMIG_DRV" && pci_bind "$D" "$RUSTMIG_DRV" || return 1
+	VFIO_MIGRATION_TEST_FLAGS=7 VFIO_MIGRATION_TEST_STREAM=rustmig VFIO_MIGRATION_TEST_PEER=$D \
+		VFIO_MIGRATION_TEST_BAR=2 "$RUSTMIG_TESTS/vfio_pci_migration_test" \
+		-t round_trip_to_peer_is_bit_exact "$C" > "$RESULTS/gate-short-load.tap" 2>&1
+	cat "$RESULTS/gate-short-load.tap"
+}
+
 # A saving session, read and measured (MIG_DATA_SIZE) in every saving state.
 gate_lock_order() {
 	pci_bind "$C" "$RUSTMIG_DRV" || return 1
@@ -77,7 +86,7 @@ gate_lock_order() {
 		"$RUSTMIG_TESTS/vfio_pci_migration_test" -t data_size_is_exact_in_every_saving_state "$C"
 }
 
-for name in resume-eio lock-order leak use-after-free; do
+for name in resume-eio short-load lock-order leak use-after-free; do
 	gate_case "$name"
 done
 exit 0

@@ -45,10 +45,15 @@ RUSTMIG_BDF_E=$(below "$RUSTMIG_PORT_E")
 RUSTMIG_BDF_F=$(below "$RUSTMIG_PORT_F")
 export RUSTMIG_MODE RUSTMIG_REPO RUSTMIG_OBJ RUSTMIG_TESTS RUSTMIG_BDF_A RUSTMIG_BDF_B \
 	RUSTMIG_BDF_EDU RUSTMIG_BDF_C RUSTMIG_BDF_D RUSTMIG_BDF_EDU2 RUSTMIG_BDF_E RUSTMIG_BDF_F RUSTMIG_IVSHMEM_MB \
-	RUSTMIG_INJECT
+	RUSTMIG_INJECT RUSTMIG_EARLY RUSTMIG_TRY
 export RUSTMIG_OUT=/tmp/out
 
-echo "guest-init: kernel $(uname -r), mode $RUSTMIG_MODE;" \
+# A heartbeat for the host's progress watchdog (mk/vm.sh): it stops when the
+# guest can no longer run programs from its 9p root or write its output share.
+( while sleep 10; do cat /proc/uptime > /tmp/out/heartbeat; done ) &
+heartbeat=$!
+
+echo "guest-init: kernel $(uname -r), mode $RUSTMIG_MODE, $(nproc) CPUs;" \
 	"ivshmem A=$RUSTMIG_BDF_A B=$RUSTMIG_BDF_B C=$RUSTMIG_BDF_C D=$RUSTMIG_BDF_D E=$RUSTMIG_BDF_E F=$RUSTMIG_BDF_F" \
 	"edu=$RUSTMIG_BDF_EDU edu2=$RUSTMIG_BDF_EDU2"
 cd /tmp
@@ -62,14 +67,23 @@ shell)
 	;;
 esac
 
-# The dmesg gate (mk/summary.sh) reads these. Scan for leaks first: objects
-# must be unreferenced for two scans before kmemleak reports them.
-if [ -w /sys/kernel/debug/kmemleak ]; then
-	echo scan > /sys/kernel/debug/kmemleak
+# The kernel-log gate (mk/kgate.sh) reads these. Scan for leaks first: objects
+# must be unreferenced for two scans before kmemleak reports them. Reading the
+# report fails once kmemleak has turned itself off: the gate then fails too.
+kill "$heartbeat" 2>/dev/null
+rm -f /tmp/out/kmemleak.txt
+if [ -w /sys/kernel/debug/kmemleak ] && echo scan > /sys/kernel/debug/kmemleak; then
 	sleep 6
-	echo scan > /sys/kernel/debug/kmemleak
-	cat /sys/kernel/debug/kmemleak > /tmp/out/kmemleak.txt
+	echo scan > /sys/kernel/debug/kmemleak &&
+		cat /sys/kernel/debug/kmemleak > /tmp/out/kmemleak.tmp &&
+		mv /tmp/out/kmemleak.tmp /tmp/out/kmemleak.txt
 fi
+# The detectors still on at the end: lockdep turns itself off after a report
+# or a taint (debug_locks 0); any taint beyond the expected ones fails.
+cat /proc/sys/kernel/tainted > /tmp/out/tainted.txt
+grep -E 'debug_locks' /proc/lockdep_stats > /tmp/out/lockdep.txt 2>&1
+# The last line of the log: the gate requires it, so a log cut short fails.
+echo "rustmig-gate: end of run, tainted $(cat /proc/sys/kernel/tainted)" > /dev/kmsg
 dmesg > /tmp/out/dmesg.txt
 echo "$result" > /tmp/out/done
 poweroff_now

@@ -20,7 +20,7 @@ for patch in "$repo"/mk/inject/*.patch; do
 	mkdir -p "$d"
 	cp "$drv"/* "$d"/
 	# The patches name a/drivers/vfio/pci/rustmig/FILE.
-	patch -d "$d" -p5 --batch --forward --quiet < "$patch" ||
+	patch -d "$d" -p5 --batch --forward -F0 --quiet < "$patch" ||
 		{ echo "inject: $name.patch does not apply to $drv" >&2; exit 1; }
 	echo "inject: building $name"
 	make -C "$src" O="$obj" LLVM=1 M="$d" modules > "$d/build.log" 2>&1 ||

@@ -2,15 +2,13 @@
 # SPDX-License-Identifier: GPL-2.0
 #
 # Summarise a 'make check' VM run: every TAP result file, each test program's
-# exit status, and the dmesg gate (any kernel report fails the run). Ends with
+# exit status, and the kernel-log gate (mk/kgate.sh: any kernel report fails the run). Ends with
 # the line "N passed, N failed, N skipped"; exits non-zero on any failure.
 #
 # Usage: summary.sh OUT_DIR
 set -uo pipefail
 out=$1
 pass=0 fail=0 skip=0
-
-. "$(dirname "$0")/report-re.sh"
 
 if [ ! -f "$out/done" ]; then
 	echo "summary: the VM run did not finish; console tail:"
@@ -40,23 +38,11 @@ for tap in "$out"/results/*.tap; do
 	pass=$((pass + p)) fail=$((fail + f)) skip=$((skip + s))
 done
 
-# The dmesg gate.
-if [ -f "$out/dmesg.txt" ]; then
-	hits=$(grep -nE "$RUSTMIG_REPORT_RE" "$out/dmesg.txt")
-	leaks=$(grep -c 'unreferenced object' "$out/kmemleak.txt" 2>/dev/null)
-	if [ -z "$hits" ] && [ "${leaks:-0}" = 0 ]; then
-		pass=$((pass + 1))
-		echo "summary: dmesg gate: no kernel report ($(wc -l < "$out/dmesg.txt") lines read, kmemleak clean)"
-	else
-		fail=$((fail + 1))
-		echo "summary: dmesg gate FAILED: kernel reports in dmesg:"
-		first=$(echo "$hits" | head -1 | cut -d: -f1)
-		[ -n "$first" ] && sed -n "$((first > 5 ? first - 5 : 1)),$((first + 60))p" "$out/dmesg.txt" | sed 's/^/  | /'
-		[ "${leaks:-0}" != 0 ] && { echo "summary: kmemleak: $leaks leak(s):"; head -n 60 "$out/kmemleak.txt" | sed 's/^/  | /'; }
-	fi
+# The kernel-log gate: any report from boot to power-off, or a detector off.
+if "$(dirname "$0")/kgate.sh" "$out"; then
+	pass=$((pass + 1))
 else
 	fail=$((fail + 1))
-	echo "summary: no dmesg was saved by the guest"
 fi
 
 if [ "$fail" != 0 ] && [ -f "$out/dmesg.txt" ]; then

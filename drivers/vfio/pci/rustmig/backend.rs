@@ -8,7 +8,13 @@
 
 use crate::stream::Layout;
 use crate::RustMig;
-use core::ops::Range;
+use core::{
+    ops::Range,
+    sync::atomic::{
+        AtomicU64,
+        Ordering::Relaxed, //
+    }, //
+};
 use kernel::{
     prelude::*,
     vfio::pci::{
@@ -35,6 +41,30 @@ pub(crate) enum Dma {
     /// [`Backend::bar_write`] returns the range of each; [`Backend::dma_in_flight`] tells
     /// whether one has not landed yet.
     Tracked,
+}
+
+/// Device state that the driver holds for a stopped device: loaded from a stream but not put
+/// into the device yet, because putting it there would make the stopped device signal (edu:
+/// its interrupt status, which only a raise can set). [`Backend::start`] puts it in; a save
+/// while stopped reads it from here. A reset drops it.
+#[derive(Default)]
+pub(crate) struct Held(AtomicU64);
+
+impl Held {
+    /// Returns the value held (0: nothing).
+    pub(crate) fn get(&self) -> u64 {
+        self.0.load(Relaxed)
+    }
+
+    /// Holds `v` (0: nothing).
+    pub(crate) fn set(&self, v: u64) {
+        self.0.store(v, Relaxed);
+    }
+
+    /// Returns the value held and holds nothing.
+    pub(crate) fn take(&self) -> u64 {
+        self.0.swap(0, Relaxed)
+    }
 }
 
 /// A device backend: how one kind of device is stopped, saved and restored.
@@ -102,14 +132,16 @@ pub(crate) trait Backend: Sync {
         Ok(())
     }
 
-    /// STOP -> RUNNING_P2P: let the device run again.
-    fn start(&self, _bars: &Bars<'_>) -> Result {
+    /// STOP -> RUNNING_P2P: let the device run again, with what `held` holds put into it.
+    fn start(&self, _bars: &Bars<'_>, _held: &Held) -> Result {
         Ok(())
     }
 
-    /// Reads `buf.len()` bytes at `offset` of section `tag` of the stopped device.
-    fn save(&self, bars: &Bars<'_>, tag: u32, offset: u64, buf: &mut [u8]) -> Result;
+    /// Reads `buf.len()` bytes at `offset` of section `tag` of the stopped device (and of what
+    /// `held` holds for it).
+    fn save(&self, bars: &Bars<'_>, held: &Held, tag: u32, offset: u64, buf: &mut [u8]) -> Result;
 
-    /// Writes `buf` at `offset` of section `tag` into the stopped device.
-    fn load(&self, bars: &Bars<'_>, tag: u32, offset: u64, buf: &[u8]) -> Result;
+    /// Writes `buf` at `offset` of section `tag` into the stopped device, or into `held` what
+    /// the device may only take once it runs.
+    fn load(&self, bars: &Bars<'_>, held: &Held, tag: u32, offset: u64, buf: &[u8]) -> Result;
 }

@@ -18,6 +18,11 @@
 //! later. BAR0 is trapped, so the driver sees every such write and logs the destination range
 //! for DMA dirty logging; [`Backend::dma_in_flight`] keeps it dirty until it lands.
 //!
+//! The interrupt status can only be set by raising an interrupt, which a stopped device must
+//! not do: a load holds it ([`Held`]) and [`Backend::start`] raises it once the device runs.
+//! The interrupt was already signalled on the source; the destination signals it once more,
+//! as a device whose interrupt is pending would when its driver enables it.
+//!
 //! The device's 4 KiB DMA buffer is not in the saved state: edu gives no way to read it but a
 //! transfer to memory, which would change the guest's memory.
 
@@ -25,7 +30,8 @@ use crate::backend::{
     Backend,
     BarLens,
     Bars,
-    Dma, //
+    Dma,
+    Held, //
 };
 use crate::stream::{
     Layout,
@@ -170,13 +176,27 @@ impl Backend for Edu {
         wait_idle(bars)
     }
 
-    fn save(&self, bars: &Bars<'_>, tag: u32, offset: u64, buf: &mut [u8]) -> Result {
+    fn start(&self, bars: &Bars<'_>, held: &Held) -> Result {
+        // CAST: `Held` holds a 32-bit interrupt status.
+        let irq = held.take() as u32;
+        if irq != 0 {
+            bars.write32(BAR, IRQ_RAISE, irq)?;
+        }
+        Ok(())
+    }
+
+    fn save(&self, bars: &Bars<'_>, held: &Held, tag: u32, offset: u64, buf: &mut [u8]) -> Result {
         if tag != TAG_REGS || offset != 0 || buf.len() != REGS_LEN {
             return Err(EINVAL);
         }
         let regs32 = [LIVENESS, FACTORIAL, STATUS, IRQ_STATUS];
         for (i, reg) in regs32.into_iter().enumerate() {
-            buf[i * 4..i * 4 + 4].copy_from_slice(&bars.read32(BAR, reg)?.to_le_bytes());
+            let mut v = bars.read32(BAR, reg)?;
+            if reg == IRQ_STATUS {
+                // CAST: `Held` holds a 32-bit interrupt status.
+                v |= held.get() as u32;
+            }
+            buf[i * 4..i * 4 + 4].copy_from_slice(&v.to_le_bytes());
         }
         let regs64 = [DMA_SRC, DMA_DST, DMA_COUNT, DMA_CMD];
         for (i, reg) in regs64.into_iter().enumerate() {
@@ -186,7 +206,7 @@ impl Backend for Edu {
         Ok(())
     }
 
-    fn load(&self, bars: &Bars<'_>, tag: u32, offset: u64, buf: &[u8]) -> Result {
+    fn load(&self, bars: &Bars<'_>, held: &Held, tag: u32, offset: u64, buf: &[u8]) -> Result {
         if tag != TAG_REGS || offset != 0 || buf.len() != REGS_LEN {
             return Err(EINVAL);
         }
@@ -210,9 +230,8 @@ impl Backend for Edu {
         bars.write64(BAR, DMA_COUNT, r64(32))?;
         bars.write32(BAR, STATUS, status & STATUS_IRQ)?;
         bars.write32(BAR, IRQ_ACK, u32::MAX)?;
-        if irq != 0 {
-            bars.write32(BAR, IRQ_RAISE, irq)?;
-        }
+        // Raised by `start`: a raise now would signal while the device is stopped.
+        held.set(u64::from(irq));
         Ok(())
     }
 }

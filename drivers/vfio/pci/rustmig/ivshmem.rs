@@ -10,7 +10,8 @@ use crate::backend::{
     Backend,
     BarLens,
     Bars,
-    Dma, //
+    Dma,
+    Held, //
 };
 use crate::stream::{
     Layout,
@@ -68,7 +69,7 @@ impl Backend for Ivshmem {
         ])
     }
 
-    fn save(&self, bars: &Bars<'_>, tag: u32, offset: u64, buf: &mut [u8]) -> Result {
+    fn save(&self, bars: &Bars<'_>, _held: &Held, tag: u32, offset: u64, buf: &mut [u8]) -> Result {
         match tag {
             TAG_MEM => bars.read(MEM_BAR, offset, buf),
             TAG_REGS if offset == 0 && buf.len() == REGS_LEN => {
@@ -84,7 +85,7 @@ impl Backend for Ivshmem {
         }
     }
 
-    fn load(&self, bars: &Bars<'_>, tag: u32, offset: u64, buf: &[u8]) -> Result {
+    fn load(&self, bars: &Bars<'_>, _held: &Held, tag: u32, offset: u64, buf: &[u8]) -> Result {
         match tag {
             TAG_MEM => bars.write(MEM_BAR, offset, buf),
             TAG_REGS if offset == 0 && buf.len() == REGS_LEN => {

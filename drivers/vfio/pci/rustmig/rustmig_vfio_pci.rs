@@ -60,16 +60,19 @@ mod dirty;
 mod edu;
 mod fsm;
 mod ivshmem;
+mod ratelimit;
 mod session;
 mod stream;
 
 use backend::{
     Backend,
     BarLens,
-    Dma, //
+    Dma,
+    Held, //
 };
 use dirty::DirtyLog;
 use fsm::Step;
+use ratelimit::Ratelimit;
 use session::Session;
 use stream::{
     Header,
@@ -112,6 +115,10 @@ pub(crate) struct RustMigDevice {
     /// The DMA dirty log while logging runs (for a backend whose DMA is known, see [`Dma`]).
     #[pin]
     log: Mutex<Option<DirtyLog>>,
+    /// Limits the messages about refused streams and failed arcs: each is an errno to the user.
+    pub(crate) refusals: Ratelimit,
+    /// What the backend holds for the stopped device until it runs (see [`Held`]).
+    pub(crate) held: Held,
 }
 
 /// The state behind [`RustMigDevice::state`].
@@ -134,6 +141,8 @@ impl Inner {
     fn reset(&mut self, dev: &vfio_pci::Device<RustMig>) {
         self.end_session();
         self.state = State::Running;
+        // A reset device takes nothing of a stream loaded before.
+        dev.data().held.take();
         dev.unfence_bars();
     }
 }
@@ -184,19 +193,23 @@ impl RustMigDevice {
     /// [`Identity::mismatch`], and that its length leaves room for the whole device state.
     pub(crate) fn check_header(&self, dev: &device::Device, h: &Header) -> Result {
         if let Some(field) = self.identity.mismatch(&h.identity) {
-            dev_err!(
-                dev,
-                "resume: stream refused, its {field} differs from this device's\n"
-            );
+            if self.refusals.allow(dev) {
+                dev_err!(
+                    dev,
+                    "resume: stream refused, its {field} differs from this device's\n"
+                );
+            }
             return Err(EPROTO);
         }
         if h.payload_len < self.layout.payload_len() {
-            dev_err!(
-                dev,
-                "resume: stream refused, {} bytes cannot hold the {} of this device's state\n",
-                h.payload_len,
-                self.layout.payload_len()
-            );
+            if self.refusals.allow(dev) {
+                dev_err!(
+                    dev,
+                    "resume: stream refused, {} bytes cannot hold the {} of this device's state\n",
+                    h.payload_len,
+                    self.layout.payload_len()
+                );
+            }
             return Err(EINVAL);
         }
         Ok(())
@@ -220,7 +233,7 @@ impl RustMigDevice {
                     data.backend.stop(&dev.lock_bars()?)?;
                 }
                 Step::Start => {
-                    data.backend.start(&dev.lock_bars()?)?;
+                    data.backend.start(&dev.lock_bars()?, &data.held)?;
                     dev.unfence_bars();
                 }
                 Step::SavePrecopy | Step::SaveAll | Step::Resume => {
@@ -240,6 +253,17 @@ impl RustMigDevice {
         }
         Ok(file)
     }
+}
+
+/// Makes `log` the device's dirty log, unless logging already runs: a second
+/// `DMA_LOGGING_START` without a `DMA_LOGGING_STOP` gets `EBUSY` and changes nothing.
+fn install_log(slot: &Mutex<Option<DirtyLog>>, log: DirtyLog) -> Result {
+    let mut slot = slot.lock();
+    if slot.is_some() {
+        return Err(EBUSY);
+    }
+    *slot = Some(log);
+    Ok(())
 }
 
 /// Returns the backend name as stored in a stream's identity.
@@ -309,6 +333,9 @@ impl vfio_pci::Driver for RustMig {
             }, "rustmig::RustMigDevice::state"),
             deferred_reset <- new_spinlock!(false, "rustmig::RustMigDevice::deferred_reset"),
             log <- new_mutex!(None, "rustmig::RustMigDevice::log"),
+            // Ten messages per five seconds.
+            refusals: Ratelimit::new(10, 5_000_000_000),
+            held: Held::default(),
         })
     }
 
@@ -347,7 +374,9 @@ impl vfio_pci::Driver for RustMig {
         let mut broken = false;
         let res = dev.mig_walk(&mut cur, new, |from, to| {
             RustMigDevice::step(dev, inner, from, to).inspect_err(|e| {
-                dev_err!(dev, "migration: {from:?} -> {to:?} failed: {e:?}\n");
+                if dev.data().refusals.allow(dev.as_ref()) {
+                    dev_err!(dev, "migration: {from:?} -> {to:?} failed: {e:?}\n");
+                }
                 broken = true;
             })
         });
@@ -409,7 +438,7 @@ impl vfio_pci::Driver for RustMig {
                     dev,
                     "DMA logging of {bytes} bytes: the device does no DMA\n"
                 );
-                *data.log.lock() = Some(log);
+                install_log(&data.log, log)?;
             }
             Dma::Tracked => {
                 // A transfer started before logging may land after it started.
@@ -422,7 +451,7 @@ impl vfio_pci::Driver for RustMig {
                     "DMA logging of {bytes} bytes, {} ranges\n",
                     ranges.len()
                 );
-                *data.log.lock() = Some(log);
+                install_log(&data.log, log)?;
             }
         }
         Ok(())

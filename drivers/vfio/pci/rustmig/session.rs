@@ -221,12 +221,15 @@ impl Session {
         }
         if !r.parser.is_complete() {
             let p = self.progress.lock();
-            dev_err!(
-                self.dev.as_ref(),
-                "resume incomplete: {} of {} bytes written\n",
-                p.pos,
-                p.total
-            );
+            let dev = self.dev.as_ref();
+            if self.dev.data().refusals.allow(dev) {
+                dev_err!(
+                    dev,
+                    "resume incomplete: {} of {} bytes written\n",
+                    p.pos,
+                    p.total
+                );
+            }
             return Err(EINVAL);
         }
         Ok(())
@@ -279,7 +282,8 @@ impl SaveStream {
                 let at = u.len();
                 u.resize(at + len, 0, GFP_KERNEL)?;
                 let bars = s.bars()?;
-                data.backend.save(&bars, tag, offset, &mut u[at..])?;
+                data.backend
+                    .save(&bars, &data.held, tag, offset, &mut u[at..])?;
                 seal_record(u);
             }
             Unit::End => {
@@ -307,7 +311,9 @@ impl ResumeStream {
             } => {
                 let Some(idx) = data.layout.find(tag) else {
                     if mandatory {
-                        dev_err!(dev, "resume: unknown mandatory record {tag}\n");
+                        if data.refusals.allow(dev) {
+                            dev_err!(dev, "resume: unknown mandatory record {tag}\n");
+                        }
                         return Err(EOPNOTSUPP);
                     }
                     return Ok(());
@@ -322,15 +328,17 @@ impl ResumeStream {
                     0
                 };
                 if idx != *next_section || offset != *next_offset || bytes.len() as u64 != want {
-                    dev_err!(
-                        dev,
-                        "resume: record {tag} at {offset}+{} out of order\n",
-                        bytes.len()
-                    );
+                    if data.refusals.allow(dev) {
+                        dev_err!(
+                            dev,
+                            "resume: record {tag} at {offset}+{} out of order\n",
+                            bytes.len()
+                        );
+                    }
                     return Err(EINVAL);
                 }
                 let bars = s.bars()?;
-                data.backend.load(&bars, tag, offset, bytes)?;
+                data.backend.load(&bars, &data.held, tag, offset, bytes)?;
                 *next_offset += want;
                 if *next_offset == section.len {
                     *next_section += 1;
@@ -340,7 +348,9 @@ impl ResumeStream {
             }
             Event::End => {
                 if *next_section != data.layout.sections().len() {
-                    dev_err!(dev, "resume: stream ended before the device's state\n");
+                    if data.refusals.allow(dev) {
+                        dev_err!(dev, "resume: stream ended before the device's state\n");
+                    }
                     return Err(EINVAL);
                 }
                 Ok(())

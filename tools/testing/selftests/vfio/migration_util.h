@@ -132,6 +132,21 @@ static inline long long read_all(int data_fd, char *buf, size_t cap, size_t chun
 
 #define STREAM_CAP (16 << 20)
 
+/*
+ * Read @data_fd until read() stops returning data; returns the last read()'s
+ * result, with errno cleared before it, so that -1 and errno belong together.
+ */
+static inline ssize_t drain(int data_fd, char *buf, size_t size)
+{
+	ssize_t n;
+
+	do {
+		errno = 0;
+		n = read(data_fd, buf, size);
+	} while (n > 0);
+	return n;
+}
+
 /* Whether the environment variable @name is set to @value. */
 static inline bool env_is(const char *name, const char *value)
 {

@@ -38,6 +38,7 @@
 
 #include "kselftest_harness.h"
 #include "migration_util.h"
+#include "migration_device.h"
 #include "rustmig_stream.h"
 
 static const char *device_bdf;
@@ -1306,6 +1307,9 @@ TEST_F_TIMEOUT(migration_stream, malformed_streams_are_refused, 3600)
 	unsigned long long seed = env_number("VFIO_MIGRATION_TEST_SEED", 1);
 	unsigned long counts[7] = {}, tried = 0, refused = 0, wrong = 0, at_header = 0;
 	char *saved = NULL, *before = NULL, e1[16], e2[16], e3[16], s1[96], s2[96];
+	__u32 edu_saved[ARRAY_SIZE(edu_state_regs)], edu_before[ARRAY_SIZE(edu_state_regs)];
+	__u32 edu_now[ARRAY_SIZE(edu_state_regs)];
+	bool edu = is_edu(self->device);
 	int fd = self->device->fd, bar = -1, ret;
 	bool dirty = false, header;
 	struct mutant m = {};
@@ -1335,6 +1339,11 @@ TEST_F_TIMEOUT(migration_stream, malformed_streams_are_refused, 3600)
 		fill_random(saved, size, &rng);
 		memcpy(mem, saved, size);
 	}
+	/* edu: its registers hold a state of the seed when the stream is saved. */
+	if (edu) {
+		ASSERT_EQ(0, perturb_state(self->device, seed));
+		ASSERT_EQ(0, edu_read_state(self->device, edu_saved));
+	}
 	b.buf = save_stream(fd, &len);
 	ASSERT_NE(NULL, b.buf);
 	b.len = len;
@@ -1353,6 +1362,11 @@ TEST_F_TIMEOUT(migration_stream, malformed_streams_are_refused, 3600)
 		memcpy(before, mem, size);
 		ASSERT_NE(0, memcmp(before, saved, size));
 	}
+	if (edu) {
+		ASSERT_EQ(0, perturb_state(self->device, ~seed));
+		ASSERT_EQ(0, edu_read_state(self->device, edu_before));
+		ASSERT_NE(0, memcmp(edu_before, edu_saved, sizeof(edu_saved)));
+	}
 
 	m.cap = b.len + 4 * (REC_HDR + REC_MAX + 1) + 2 * RUSTMIG_STREAM_MAX_HEADER_LEN;
 	m.buf = malloc(m.cap);
@@ -1369,6 +1383,10 @@ TEST_F_TIMEOUT(migration_stream, malformed_streams_are_refused, 3600)
 			ksft_print_msg("%lu streams, %lu wrong\n", tried, wrong);
 		if (mem && dirty) {
 			memset(mem, 0x3c, size);
+			dirty = false;
+		}
+		if (edu && dirty) {
+			ASSERT_EQ(0, perturb_state(self->device, ~seed));
 			dirty = false;
 		}
 		ret = resume(fd, &m, &rng, &res);
@@ -1397,6 +1415,12 @@ TEST_F_TIMEOUT(migration_stream, malformed_streams_are_refused, 3600)
 			if (at != size && wrong++ < 30)
 				ksft_print_msg("stream %zu, %s: %s: accepted, but BAR%d differs from the stream at %zu\n",
 					       i, m.class, m.what, bar, at);
+			if (edu) {
+				ASSERT_EQ(0, edu_read_state(self->device, edu_now));
+				if (memcmp(edu_now, edu_saved, sizeof(edu_now)) && wrong++ < 30)
+					ksft_print_msg("stream %zu, %s: %s: accepted, but edu's registers are not the stream's\n",
+						       i, m.class, m.what);
+			}
 			continue;
 		}
 		ASSERT_EQ(0, ioctl(fd, VFIO_DEVICE_RESET, NULL))
@@ -1411,6 +1435,17 @@ TEST_F_TIMEOUT(migration_stream, malformed_streams_are_refused, 3600)
 			ksft_print_msg("stream %zu, %s: %s: refused at the header (%s at %zu+%zu), but BAR%d changed at %zu\n",
 				       i, m.class, m.what, errno_name(res.err, e1, sizeof(e1)),
 				       res.err_off, res.err_len, bar, at);
+		if (edu && header) {
+			ASSERT_EQ(0, edu_read_state(self->device, edu_now));
+			for (at = 0; at < ARRAY_SIZE(edu_now) && edu_now[at] == edu_before[at]; at++)
+				;
+			dirty = at != ARRAY_SIZE(edu_now);
+			if (dirty && wrong++ < 30)
+				ksft_print_msg("stream %zu, %s: %s: refused at the header (%s at %zu+%zu), but edu's register %#llx is %#x, was %#x\n",
+					       i, m.class, m.what, errno_name(res.err, e1, sizeof(e1)),
+					       res.err_off, res.err_len, edu_state_regs[at], edu_now[at],
+					       edu_before[at]);
+		}
 	}
 	for (at = 1; at < ARRAY_SIZE(counts); at++)
 		refused += counts[at];
@@ -1438,6 +1473,7 @@ TEST_F(migration_stream, foreign_stream_is_refused)
 	int fd = self->device->fd, load_fd, bar = -1;
 	struct vfio_pci_device *foreign;
 	struct iommu *foreign_iommu;
+	__u32 edu_before[ARRAY_SIZE(edu_state_regs)], edu_now[ARRAY_SIZE(edu_state_regs)];
 	char *ours, *theirs, *before = NULL;
 	long long len, our_len;
 	size_t size = 0, hlen;
@@ -1472,6 +1508,11 @@ TEST_F(migration_stream, foreign_stream_is_refused)
 		memcpy(before, self->device->bars[bar].vaddr, size);
 	}
 
+	if (is_edu(self->device)) {
+		ASSERT_EQ(0, perturb_state(self->device, 0x96));
+		ASSERT_EQ(0, edu_read_state(self->device, edu_before));
+	}
+
 	ASSERT_EQ(0, set_state(fd, VFIO_DEVICE_STATE_RESUMING, &load_fd));
 	ASSERT_EQ(hlen - 1, write(load_fd, theirs, hlen - 1));
 	ASSERT_EQ(-1, write(load_fd, theirs + hlen - 1, len - hlen + 1));
@@ -1485,6 +1526,10 @@ TEST_F(migration_stream, foreign_stream_is_refused)
 	ASSERT_EQ(VFIO_DEVICE_STATE_RUNNING, get_state(fd));
 	if (before)
 		ASSERT_EQ(0, memcmp(before, self->device->bars[bar].vaddr, size));
+	if (is_edu(self->device)) {
+		ASSERT_EQ(0, edu_read_state(self->device, edu_now));
+		ASSERT_EQ(0, memcmp(edu_before, edu_now, sizeof(edu_now)));
+	}
 
 	free(before);
 	free(ours);
