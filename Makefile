@@ -29,7 +29,7 @@ KOUT   := $(OBJ)/arch/x86/boot/bzImage
 STOUT  := $(CACHE)/selftests
 
 .PHONY: all check gate-proof gate-build gate-early bench deps tree config kernel rustcheck selftests demo vm-check \
-	shell try help clean distclean rustfmt tools
+	shell try qemu-repro mutants help clean distclean rustfmt tools
 
 # `make`: build everything and boot the VM to show the driver at work.
 all: kernel selftests
@@ -120,6 +120,22 @@ try: kernel selftests
 	@RUSTMIG_TRY="$(CMD)" $(REPO)/mk/vm.sh --mode try --obj $(OBJ) --tests $(STOUT) --out $(RUN)/try
 	@$(REPO)/mk/kgate.sh $(RUN)/try
 
+# `make mutants`: each logic mutation of mk/mutants.txt built into the driver
+# as an external module and run against the fast suite in one VM (more if one
+# brings the VM down); the table says which test killed each.
+MUTANTS := $(CACHE)/mutants
+mutants: kernel selftests
+	@$(STAGE) mutants-build python3 $(REPO)/mk/mutants.py build $(REPO) $(SRC) $(OBJ) $(MUTANTS)
+	@$(STAGE) vm-mutants $(REPO)/mk/mutants-run.sh $(REPO) $(OBJ) $(STOUT) $(MUTANTS) $(RUN)/mutants
+	@python3 $(REPO)/mk/mutants.py report $(REPO) $(RUN)/mutants/results
+
+# `make qemu-repro`: the lost virtio notification of multi-threaded TCG
+# (Documentation: The test VM), without rustmig: device resets on one vCPU,
+# 9p reads on the other. QEMU=... picks the outer QEMU binary.
+qemu-repro: kernel
+	RUSTMIG_VM_ACCEL=tcg,thread=multi RUSTMIG_VM_STALL=60 RUSTMIG_QEMU=$(or $(QEMU),qemu-system-x86_64) \
+		$(REPO)/mk/vm.sh --mode repro --obj $(OBJ) --out $(RUN)/repro
+
 # Boot the VM with a shell on the console (interactive).
 shell: kernel selftests
 	$(REPO)/mk/vm.sh --mode shell --obj $(OBJ) --tests $(STOUT) --out $(RUN)/shell
@@ -143,6 +159,8 @@ help:
 	@echo '                  figures: 256 MiB round trip, malformed streams, QEMU migrations'
 	@echo '  make tools      test and build rustmig-inspect (tools/rustmig, cargo, offline)'
 	@echo '                  into $(TOOLS_OUT)'
+	@echo '  make mutants    logic mutations of the driver (mk/mutants.txt) against the fast'
+	@echo '                  suite: which test kills each (not part of make check)'
 	@echo '  make try CMD=.. the check VM with rustmig bound to every device, CMD run inside'
 	@echo '  make shell      boot the VM with a shell on the console'
 	@echo '  make clean      remove the build directories in $(CACHE)'

@@ -7,13 +7,14 @@
 # The guest runs mk/guest-init.sh, which writes TAP results and dmesg to the
 # output directory.
 #
-# Usage: vm.sh --mode demo|check|gate|bench|shell|try --obj OBJ_DIR --tests SELFTEST_DIR --out OUT_DIR
+# Usage: vm.sh --mode demo|check|gate|bench|shell|try|repro|mutants --obj OBJ_DIR --tests SELFTEST_DIR --out OUT_DIR
 #              [--inspect RUSTMIG_INSPECT] [--inject INJECT_DIR (mk/inject.sh's modules)]
 #              [--early NAME (check: mk/inject/NAME's bug is met first, then every test runs)]
+#              [--keep (keep OUT_DIR's results of an earlier run)]
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
-mode=check obj= tests= out= inspect= inject= early=
+mode=check obj= tests= out= inspect= inject= early= keep=0
 while [ $# -gt 0 ]; do
 	case "$1" in
 	--mode) mode=$2; shift 2 ;;
@@ -23,10 +24,11 @@ while [ $# -gt 0 ]; do
 	--inspect) inspect=$2; shift 2 ;;
 	--inject) inject=$2; shift 2 ;;
 	--early) early=$2; shift 2 ;;
+	--keep) keep=1; shift ;;
 	*) echo "vm: unknown argument '$1'" >&2; exit 2 ;;
 	esac
 done
-case "$mode" in demo|check|gate|bench|shell|try) ;; *) echo "vm: bad --mode '$mode'" >&2; exit 2 ;; esac
+case "$mode" in demo|check|gate|bench|shell|try|repro|mutants) ;; *) echo "vm: bad --mode '$mode'" >&2; exit 2 ;; esac
 [ -n "$obj" ] && [ -n "$out" ] || { echo "vm: --obj and --out are required" >&2; exit 2; }
 kernel=$obj/arch/x86/boot/bzImage
 [ -f "$kernel" ] || { echo "vm: no kernel at $kernel" >&2; exit 1; }
@@ -36,7 +38,11 @@ ivshmem_mb=${RUSTMIG_IVSHMEM_MB:-256}
 mem=${RUSTMIG_VM_MEM:-3G}
 timeout_s=${RUSTMIG_VM_TIMEOUT:-2700}
 
-rm -rf "$out"
+if [ "$keep" = 1 ]; then
+	rm -f "$out/done" "$out/heartbeat" "$out/dmesg.txt" "$out/kmemleak.txt" "$out/tainted.txt"
+else
+	rm -rf "$out"
+fi
 mkdir -p "$out/results"
 truncate -s "${ivshmem_mb}M" "$out/ivshmem-a" "$out/ivshmem-b"
 # A second, small pair: quick tests of every arc, and the 1 MiB round trip.
@@ -65,6 +71,7 @@ RUSTMIG_PORT_F=$port_f
 RUSTMIG_IVSHMEM_MB=$ivshmem_mb
 RUSTMIG_INJECT=$inject
 RUSTMIG_EARLY=$early
+RUSTMIG_REPRO_MINUTES=${RUSTMIG_REPRO_MINUTES:-10}
 RUSTMIG_TRY='$(printf %s "${RUSTMIG_TRY:-}" | sed "s/'/'\\\\''/g")'
 ENV
 
@@ -79,12 +86,14 @@ ENV
 quiet=
 [ "$mode" = demo ] && quiet=quiet
 cpus=${RUSTMIG_VM_CPUS:-2}
+accel=${RUSTMIG_VM_ACCEL:-tcg,thread=single}
+qemu=${RUSTMIG_QEMU:-qemu-system-x86_64}
 # A guest whose heartbeat (guest-init.sh) stops for this long is stuck.
 stall_s=${RUSTMIG_VM_STALL:-300}
 monitor=$out/monitor.sock
 
 args=(
-	-accel tcg,thread=single -cpu max,la57=off -smp "$cpus" -m "$mem"
+	-accel "$accel" -cpu max,la57=off -smp "$cpus" -m "$mem"
 	-M q35,kernel-irqchip=split
 	-device intel-iommu,intremap=on,caching-mode=on
 	-kernel "$kernel"
@@ -119,16 +128,16 @@ args=(
 	-no-reboot
 )
 
-echo "vm: booting $(basename "$kernel") ($mode) on $cpus vCPUs, monitor $monitor: ivshmem A and B (${ivshmem_mb} MiB each), edu," \
+echo "vm: booting $(basename "$kernel") ($mode) with $($qemu --version | head -n 1), -accel $accel, $cpus vCPUs, monitor $monitor: ivshmem A and B (${ivshmem_mb} MiB each), edu," \
 	"ivshmem C, D, E, F (1 MiB each), a second edu behind root ports $port_a $port_b" \
 	"$port_edu $port_c $port_d $port_edu2 $port_e $port_f"
 if [ "$mode" = shell ]; then
-	exec qemu-system-x86_64 "${args[@]}" -nographic
+	exec "$qemu" "${args[@]}" -nographic
 fi
 
 set +e
 (
-	timeout --foreground -k 10 "$timeout_s" qemu-system-x86_64 "${args[@]}" \
+	timeout --foreground -k 10 "$timeout_s" "$qemu" "${args[@]}" \
 		-display none -serial stdio </dev/null 2>&1 | tee "$out/console.log"
 	echo "${PIPESTATUS[0]}" > "$out/qemu.rc"
 ) &

@@ -243,8 +243,8 @@ impl DataFileOps for MigFile {
             if f.disabled {
                 return Err(ENODEV);
             }
-            // PRECOPY_INFO exists only in the PRE_COPY states.
-            if f.stop_copy {
+            // PRECOPY_INFO exists only in the PRE_COPY states, on a saving file.
+            if !f.saving || f.stop_copy {
                 return Err(EINVAL);
             }
             let info = PrecopyInfo {

@@ -398,8 +398,11 @@ impl DataFileOps for Session {
             // CAST: `limit - pos` is only used when smaller than a `usize`.
             let left = (limit - pos).min(usize::MAX as u64) as usize;
             let n = (save.unit.len() - off).min(buf.len()).min(left);
-            // No lock a reset takes is held here: the copy may fault on a BAR mmap.
-            buf.write_slice(&save.unit[off..off + n])?;
+            // No lock a reset takes is held here: the copy may fault on a BAR mmap. A copy that
+            // faults moved nothing of this unit: the bytes before it are the read's result.
+            if let Err(e) = buf.write_slice(&save.unit[off..off + n]) {
+                return if done > 0 { Ok(done) } else { Err(e) };
+            }
             this.progress.lock().pos = pos + n as u64;
             done += n;
         }
@@ -428,7 +431,10 @@ impl DataFileOps for Session {
                 return Err(ENODEV);
             }
             let n = buf.len().min(CHUNK);
-            buf.read_slice(&mut r.bounce[..n])?;
+            // A copy that faults took nothing of this chunk: the chunks before it were written.
+            if let Err(e) = buf.read_slice(&mut r.bounce[..n]) {
+                return if done > 0 { Ok(done) } else { Err(e) };
+            }
             r.feed(&this, n)?;
             this.progress.lock().pos += n as u64;
             done += n;

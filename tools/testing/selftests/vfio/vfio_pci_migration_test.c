@@ -2,7 +2,7 @@
 /*
  * The VFIO migration v2 uAPI of a vfio-pci (variant) device.
  *
- * Usage: vfio_pci_migration_test [harness options] SEGMENT:BUS:DEVICE.FUNCTION
+ * Usage: vfio_pci_migration_test [harness options] SEGMENT:BUS:DEVICE.FUNCTION|UUID
  *
  * The device is opened through its vfio cdev and an iommufd. The expected
  * migration capabilities of the bound driver come from the environment:
@@ -23,7 +23,24 @@
  *                                   offered), "clean" (offered, the device does
  *                                   no DMA) or "edu" (offered, an edu whose DMA
  *                                   transfers must be reported page by page; its
- *                                   BAR0 cannot be mmapped).
+ *                                   BAR0 cannot be mmapped);
+ *   VFIO_MIGRATION_TEST_STATE=driver the driver migrates a state of its own, not
+ *                                   the device's registers or memory, so the
+ *                                   tests cannot set it (the Rust sample);
+ *   VFIO_MIGRATION_TEST_PRECOPY_END=0  PRE_COPY's temporary end of stream reads
+ *                                   as 0 instead of ENOMSG (mtty does, against
+ *                                   the uAPI);
+ *   VFIO_MIGRATION_TEST_DATA_SIZE=estimate  MIG_DATA_SIZE is an estimate, at
+ *                                   least what is left, not exact (the uAPI
+ *                                   allows it; mtty);
+ *   VFIO_MIGRATION_TEST_RESUMING_IOCTL=ENOTTY  PRECOPY_INFO on a resuming
+ *                                   data_fd fails with ENOTTY, not EINVAL (mtty);
+ *   VFIO_MIGRATION_TEST_POLL=0      the data_fd has no poll (the uAPI asks for
+ *                                   none; mtty): an ended session is seen by an
+ *                                   empty read or write failing with ENODEV.
+ *
+ * The device may be named by its BDF or, for an mdev device such as the mtty
+ * sample, by its UUID.
  */
 #include <errno.h>
 #include <stddef.h>
@@ -103,7 +120,12 @@ static long sysfs_hex(const char *attr)
 /* Config space reads through the device match the ids sysfs shows. */
 TEST_F(migration, config_space_ids_match_sysfs)
 {
-	long vendor = sysfs_hex("vendor"), device = sysfs_hex("device");
+	long vendor, device;
+
+	if (strchr(device_bdf, '-'))
+		SKIP(return, "an mdev device has no PCI device in sysfs");
+	vendor = sysfs_hex("vendor");
+	device = sysfs_hex("device");
 
 	ASSERT_GE(vendor, 0);
 	ASSERT_GE(device, 0);
@@ -225,12 +247,14 @@ TEST_F(migration, stop_copy_stream_round_trips_through_resuming)
 
 /*
  * RESUMING -> STOP with an incomplete stream fails and leaves the device in
- * ERROR, which no request can leave (nor name) and VFIO_DEVICE_RESET does.
+ * ERROR (or, as the uAPI allows, in RESUMING), which no request can leave
+ * (nor name) and VFIO_DEVICE_RESET does.
  */
 TEST_F(migration, incomplete_resume_fails_into_error_until_reset)
 {
 	int fd = self->device->fd, load_fd;
 	char byte = 0;
+	__u32 after;
 
 	if (self->want_flags <= 0)
 		SKIP(return, "no migration expected");
@@ -239,14 +263,47 @@ TEST_F(migration, incomplete_resume_fails_into_error_until_reset)
 	ASSERT_GE(load_fd, 0);
 	ASSERT_EQ(1, write(load_fd, &byte, 1));
 	ASSERT_EQ(-EINVAL, set_state(fd, VFIO_DEVICE_STATE_STOP, NULL));
-	ASSERT_EQ(VFIO_DEVICE_STATE_ERROR, get_state(fd));
-	ASSERT_EQ(-EINVAL, set_state(fd, VFIO_DEVICE_STATE_RUNNING, NULL));
-	ASSERT_EQ(-EINVAL, set_state(fd, VFIO_DEVICE_STATE_ERROR, NULL));
-	ASSERT_EQ(VFIO_DEVICE_STATE_ERROR, get_state(fd));
+	/*
+	 * The uAPI lets a failed request leave the device in its original
+	 * state or ERROR; rustmig documents ERROR (its device may be half
+	 * written), mtty stays in RESUMING.
+	 */
+	after = get_state(fd);
+	if (env_is("VFIO_MIGRATION_TEST_STREAM", "rustmig"))
+		ASSERT_EQ(VFIO_DEVICE_STATE_ERROR, after);
+	ASSERT_TRUE(after == VFIO_DEVICE_STATE_ERROR || after == VFIO_DEVICE_STATE_RESUMING)
+		TH_LOG("after a refused RESUMING -> STOP: %s", state_name(after));
+	if (after == VFIO_DEVICE_STATE_ERROR) {
+		ASSERT_EQ(-EINVAL, set_state(fd, VFIO_DEVICE_STATE_RUNNING, NULL));
+		ASSERT_EQ(-EINVAL, set_state(fd, VFIO_DEVICE_STATE_ERROR, NULL));
+		ASSERT_EQ(VFIO_DEVICE_STATE_ERROR, get_state(fd));
+	}
 	close(load_fd);
 
 	ASSERT_EQ(0, ioctl(fd, VFIO_DEVICE_RESET, NULL));
 	ASSERT_EQ(VFIO_DEVICE_STATE_RUNNING, get_state(fd));
+}
+
+/*
+ * What PRECOPY_INFO on a resuming data_fd gives: -EINVAL, as the uAPI says
+ * of any state but PRE_COPY(_P2P); mtty's resuming file has no ioctl at all,
+ * -ENOTTY (VFIO_MIGRATION_TEST_RESUMING_IOCTL=ENOTTY).
+ */
+static int resuming_precopy_info(void)
+{
+	return env_is("VFIO_MIGRATION_TEST_RESUMING_IOCTL", "ENOTTY") ? -ENOTTY : -EINVAL;
+}
+
+/*
+ * Whether a read() that gave @n and @err is PRE_COPY's temporary end of
+ * stream: -1 with ENOMSG, as the uAPI says. The mtty sample ends it with 0
+ * instead (VFIO_MIGRATION_TEST_PRECOPY_END=0 says the device under test does).
+ */
+static int precopy_end_ok(ssize_t n, int err)
+{
+	if (env_is("VFIO_MIGRATION_TEST_PRECOPY_END", "0"))
+		return n == 0 ? 0 : -1;
+	return n == -1 && err == ENOMSG ? 0 : -1;
 }
 
 /*
@@ -281,8 +338,7 @@ TEST_F(migration, precopy_drains_initial_bytes_then_enomsg)
 	ASSERT_EQ(0, fcntl(save_fd, F_SETFL, O_NONBLOCK));
 	n = drain(save_fd, buf, sizeof(buf));
 	err = errno;
-	ASSERT_EQ(-1, n);
-	ASSERT_EQ(ENOMSG, err);
+	ASSERT_EQ(0, precopy_end_ok(n, err)) TH_LOG("read() gave %zd, %s", n, strerror(err));
 	ASSERT_EQ(0, precopy_info(save_fd, &info));
 	ASSERT_EQ(0, info.initial_bytes);
 	ASSERT_EQ(0, info.dirty_bytes);
@@ -296,7 +352,10 @@ TEST_F(migration, precopy_drains_initial_bytes_then_enomsg)
 	while ((n = read(save_fd, buf, sizeof(buf))) > 0)
 		left -= n;
 	ASSERT_EQ(0, n);
-	ASSERT_EQ(0, left);
+	/* An estimate (uAPI), at least what is left; exact unless told otherwise. */
+	if (!env_is("VFIO_MIGRATION_TEST_DATA_SIZE", "estimate"))
+		ASSERT_EQ(0, left);
+	ASSERT_GE(left, 0);
 	ASSERT_EQ(0, read(save_fd, buf, sizeof(buf)));
 	ASSERT_EQ(0, set_state(fd, VFIO_DEVICE_STATE_RUNNING, NULL));
 	close(save_fd);
@@ -385,14 +444,15 @@ TEST_F(migration, data_fd_poll_follows_the_stream)
 
 	if (self->want_flags <= 0 || !(self->want_flags & VFIO_MIGRATION_PRE_COPY))
 		SKIP(return, "no PRE_COPY expected");
+	if (env_is("VFIO_MIGRATION_TEST_POLL", "0"))
+		SKIP(return, "the data_fd has no poll (the uAPI does not ask for one)");
 
 	ASSERT_EQ(0, set_state(fd, VFIO_DEVICE_STATE_PRE_COPY, &save_fd));
 	ASSERT_GE(save_fd, 0);
 	ASSERT_EQ(POLLIN, poll_one(save_fd, POLLIN, 0) & POLLIN);
 	n = drain(save_fd, buf, sizeof(buf));
 	err = errno;
-	ASSERT_EQ(-1, n);
-	ASSERT_EQ(ENOMSG, err);
+	ASSERT_EQ(0, precopy_end_ok(n, err)) TH_LOG("read() gave %zd, %s", n, strerror(err));
 	ASSERT_EQ(0, poll_one(save_fd, POLLIN, 0));
 
 	p.fd = save_fd;
@@ -529,7 +589,8 @@ static int expected_arc(__u32 from, __u32 to, bool *new_fd, bool *old_lives)
 /*
  * Bring the device from RUNNING to @state; the data_fd of the session, if
  * any, goes to @data_fd. RESUMING gets the whole of @stream, ERROR is reached
- * by an incomplete resume. 0 or -errno.
+ * by an incomplete resume. 0 or -errno; -EOPNOTSUPP for ERROR when the
+ * refused resume left the device in RESUMING, as the uAPI allows (mtty).
  */
 static int reach(int fd, __u32 state, const char *stream, size_t len, int *data_fd)
 {
@@ -551,7 +612,12 @@ static int reach(int fd, __u32 state, const char *stream, size_t len, int *data_
 			return -errno;
 		close(*data_fd);
 		*data_fd = -1;
-		return set_state(fd, VFIO_DEVICE_STATE_STOP, NULL) == -EINVAL ? 0 : -EPROTO;
+		if (set_state(fd, VFIO_DEVICE_STATE_STOP, NULL) != -EINVAL)
+			return -EPROTO;
+		if (get_state(fd) == VFIO_DEVICE_STATE_RESUMING &&
+		    !env_is("VFIO_MIGRATION_TEST_STREAM", "rustmig"))
+			return -EOPNOTSUPP;
+		return 0;
 	default:
 		return set_state(fd, state, data_fd);
 	}
@@ -565,6 +631,7 @@ static int reach(int fd, __u32 state, const char *stream, size_t len, int *data_
 TEST_F(migration, state_matrix_8x8_follows_the_uapi)
 {
 	int fd = self->device->fd, old_fd, new_fd, ret, want, failures = 0, arcs = 0;
+	int unreachable = 0;
 	bool want_new, old_lives;
 	__u32 after, want_after;
 	long long len;
@@ -585,6 +652,10 @@ TEST_F(migration, state_matrix_8x8_follows_the_uapi)
 			ASSERT_EQ(0, ioctl(fd, VFIO_DEVICE_RESET, NULL));
 			ASSERT_EQ(VFIO_DEVICE_STATE_RUNNING, get_state(fd));
 			ret = reach(fd, from, stream, len, &old_fd);
+			if (ret == -EOPNOTSUPP) {
+				unreachable++;
+				continue;
+			}
 			if (ret || get_state(fd) != from) {
 				TH_LOG("cannot reach %s: %s", state_name(from), strerror(-ret));
 				failures++;
@@ -620,8 +691,10 @@ TEST_F(migration, state_matrix_8x8_follows_the_uapi)
 	}
 	ASSERT_EQ(0, ioctl(fd, VFIO_DEVICE_RESET, NULL));
 	free(stream);
-	ksft_print_msg("state matrix: %d arcs checked, %d wrong\n", arcs, failures);
-	ASSERT_EQ(64, arcs);
+	ksft_print_msg("state matrix: %d arcs checked, %d wrong%s\n", arcs, failures,
+		       unreachable ? "; ERROR not reachable (a refused resume stays in RESUMING)" : "");
+	ASSERT_EQ(64 - unreachable, arcs);
+	ASSERT_LE(unreachable, 8);
 	ASSERT_EQ(0, failures);
 }
 
@@ -654,7 +727,10 @@ TEST_F(migration, every_state_answers_data_size_and_refuses_unknown_states)
 		__u32 s = all_states[i];
 
 		ASSERT_EQ(0, ioctl(fd, VFIO_DEVICE_RESET, NULL));
-		ASSERT_EQ(0, reach(fd, s, stream, len, &data_fd)) TH_LOG("reaching %s", state_name(s));
+		ret = reach(fd, s, stream, len, &data_fd);
+		if (ret == -EOPNOTSUPP)
+			continue;
+		ASSERT_EQ(0, ret) TH_LOG("reaching %s", state_name(s));
 		ASSERT_EQ(s, get_state(fd));
 		size = data_size(fd);
 		ASSERT_GT(size, 0) TH_LOG("MIG_DATA_SIZE in %s: %s", state_name(s),
@@ -673,7 +749,7 @@ TEST_F(migration, every_state_answers_data_size_and_refuses_unknown_states)
 			ASSERT_GT(info.initial_bytes, 0);
 			ASSERT_EQ(0, info.dirty_bytes);
 		} else if (s == VFIO_DEVICE_STATE_RESUMING) {
-			ASSERT_EQ(-EINVAL, precopy_info(data_fd, &info));
+			ASSERT_EQ(resuming_precopy_info(), precopy_info(data_fd, &info));
 		}
 		if (data_fd >= 0)
 			close(data_fd);
@@ -939,6 +1015,8 @@ TEST_F(migration, data_size_is_exact_in_every_saving_state)
 	if (self->want_flags != (VFIO_MIGRATION_STOP_COPY | VFIO_MIGRATION_P2P |
 				 VFIO_MIGRATION_PRE_COPY))
 		SKIP(return, "needs STOP_COPY | P2P | PRE_COPY");
+	if (env_is("VFIO_MIGRATION_TEST_DATA_SIZE", "estimate"))
+		SKIP(return, "MIG_DATA_SIZE is an estimate (as the uAPI allows)");
 	size = data_size(fd);
 	ASSERT_GT(size, (long long)sizeof(buf));
 	ASSERT_EQ(0, set_state(fd, VFIO_DEVICE_STATE_STOP, NULL));
@@ -1047,14 +1125,21 @@ struct storm {
 	volatile bool stop;
 	long ops[4];		/* per thread */
 	long granted;		/* state requests that succeeded */
-	long recoveries;	/* resets of thread 0 after a failed request left ERROR */
+	long recoveries;	/* resets of thread 0 after a failed request left ERROR/RESUMING */
 	long unexpected;
 	char what[128];		/* the first unexpected result */
 };
 
-/* The errors a refused or ended stream gives (see the driver's documentation). */
+/*
+ * The errors a refused or ended stream gives: rustmig documents them; the
+ * uAPI leaves them to the driver (mtty refuses a write past its stream's end
+ * with ENOMEM, and a bad header with EFAULT), so for another driver any
+ * errno will do.
+ */
 static bool stream_refusal(int err)
 {
+	if (!env_is("VFIO_MIGRATION_TEST_STREAM", "rustmig"))
+		return err != 0;
 	return err == EINVAL || err == EBADMSG || err == EPROTO || err == EPROTONOSUPPORT ||
 	       err == EOPNOTSUPP || err == ENODEV;
 }
@@ -1081,8 +1166,12 @@ static void *storm_transitions(void *arg)
 		ret = set_state(st->fd, to, &new_fd);
 		if (ret && !stream_refusal(-ret))
 			storm_unexpected(st, "set_state", -ret);
-		/* As QEMU does, a device left in ERROR is reset. */
-		if (ret && get_state(st->fd) == VFIO_DEVICE_STATE_ERROR) {
+		/*
+		 * As QEMU does, a device left in ERROR is reset, and so is one
+		 * that a refused resume left in RESUMING (as the uAPI allows).
+		 */
+		if (ret && (get_state(st->fd) == VFIO_DEVICE_STATE_ERROR ||
+			    get_state(st->fd) == VFIO_DEVICE_STATE_RESUMING)) {
 			if (ioctl(st->fd, VFIO_DEVICE_RESET, NULL))
 				storm_unexpected(st, "VFIO_DEVICE_RESET after ERROR", errno);
 			st->recoveries++;
@@ -1157,7 +1246,7 @@ static void *storm_queries(void *arg)
 		pthread_mutex_unlock(&st->lock);
 		if (fd >= 0) {
 			ret = precopy_info(fd, &info);
-			if (ret && ret != -EINVAL && ret != -ENODEV)
+			if (ret && ret != -EINVAL && ret != -ENODEV && ret != resuming_precopy_info())
 				storm_unexpected(st, "PRECOPY_INFO", -ret);
 			close(fd);
 		}
@@ -1204,6 +1293,7 @@ TEST_F(migration, storm_of_transitions_io_queries_and_resets)
 	long long len, other_len, at;
 	char *stream, *other;
 	pthread_t threads[4];
+	bool known;
 	int i;
 
 	if (self->want_flags != (VFIO_MIGRATION_STOP_COPY | VFIO_MIGRATION_P2P |
@@ -1218,7 +1308,7 @@ TEST_F(migration, storm_of_transitions_io_queries_and_resets)
 		ASSERT_EQ(0, pthread_join(threads[i], NULL));
 	if (st.data_fd >= 0)
 		close(st.data_fd);
-	ksft_print_msg("storm: %ld state requests (%ld granted, %ld left ERROR and were reset), %ld reads/writes, %ld queries, %ld resets; %ld unexpected%s%s\n",
+	ksft_print_msg("storm: %ld state requests (%ld granted, %ld failed into ERROR or a stuck RESUMING and were reset), %ld reads/writes, %ld queries, %ld resets; %ld unexpected%s%s\n",
 		       st.ops[0], st.granted, st.recoveries, st.ops[1], st.ops[2], st.ops[3],
 		       st.unexpected, st.unexpected ? ", first: " : "", st.what);
 	ASSERT_EQ(0, st.unexpected);
@@ -1232,14 +1322,17 @@ TEST_F(migration, storm_of_transitions_io_queries_and_resets)
 
 	ASSERT_EQ(0, ioctl(st.fd, VFIO_DEVICE_RESET, NULL));
 	ASSERT_EQ(VFIO_DEVICE_STATE_RUNNING, get_state(st.fd));
-	ASSERT_EQ(0, perturb_state(self->device, 1));
+	known = perturb_state(self->device, 1) != -ENOENT;
 	stream = save_stream(st.fd, &len);
 	ASSERT_NE(NULL, stream);
-	ASSERT_EQ(0, perturb_state(self->device, 2));
-	other = save_stream(st.fd, &other_len);
-	ASSERT_NE(NULL, other);
-	ASSERT_FALSE(same_stream(stream, len, other, other_len, &at));
-	free(other);
+	if (known) {
+		/* The state the stream must bring back is not the device's now. */
+		ASSERT_EQ(0, perturb_state(self->device, 2));
+		other = save_stream(st.fd, &other_len);
+		ASSERT_NE(NULL, other);
+		ASSERT_FALSE(same_stream(stream, len, other, other_len, &at));
+		free(other);
+	}
 	ASSERT_EQ(0, set_state(st.fd, VFIO_DEVICE_STATE_RESUMING, &i));
 	ASSERT_EQ(0, write_all(i, stream, len));
 	ASSERT_EQ(0, set_state(st.fd, VFIO_DEVICE_STATE_RUNNING, NULL));
@@ -1409,6 +1502,7 @@ TEST_F(migration, peer_saves_the_stream_it_loaded)
 	struct iommu *peer_iommu;
 	long long len, peer_len, at;
 	char *stream, *again;
+	bool known;
 	int load_fd;
 
 	if (self->want_flags <= 0 || !peer_bdf)
@@ -1416,14 +1510,15 @@ TEST_F(migration, peer_saves_the_stream_it_loaded)
 	peer_iommu = iommu_init(MODE_IOMMUFD);
 	peer = vfio_pci_device_init(peer_bdf, peer_iommu);
 	/* Two different states: the peer's must be replaced by this device's. */
-	ASSERT_EQ(0, perturb_state(self->device, 1));
-	ASSERT_EQ(0, perturb_state(peer, 2));
+	known = perturb_state(self->device, 1) != -ENOENT;
+	ASSERT_TRUE(!known || !perturb_state(peer, 2));
 	stream = save_stream(self->device->fd, &len);
 	ASSERT_NE(NULL, stream);
 	again = save_stream(peer->fd, &peer_len);
 	ASSERT_NE(NULL, again);
-	ASSERT_FALSE(same_stream(stream, len, again, peer_len, &at))
-		TH_LOG("the peer's state was this device's before the load");
+	if (known)
+		ASSERT_FALSE(same_stream(stream, len, again, peer_len, &at))
+			TH_LOG("the peer's state was this device's before the load");
 	free(again);
 	ASSERT_EQ(0, set_state(peer->fd, VFIO_DEVICE_STATE_RESUMING, &load_fd));
 	ASSERT_EQ(0, write_all(load_fd, stream, len));
@@ -1454,6 +1549,8 @@ TEST_F(migration, bar_region_writes_refuse_bad_input_like_vfio_pci)
 	void *bad;
 	__u16 cmd;
 
+	if (strchr(device_bdf, '-'))
+		SKIP(return, "an mdev device's regions are its driver's, not vfio-pci's");
 	ASSERT_GE(bar, 0);
 	offset = self->device->bars[bar].info.offset;
 	size = self->device->bars[bar].info.size;
@@ -1762,19 +1859,19 @@ static __u64 interrupts(int efd)
 /*
  * A stopped device raises no interrupt (uAPI: STOP means no interrupts): edu
  * saved with an interrupt pending is loaded through RESUMING, and nothing is
- * signalled until the device runs again; its interrupt status is then the
- * saved one. The interrupt path itself works: a raise in RUNNING signals.
+ * signalled until the device runs again; saved again before that, it gives
+ * the stream it loaded; its interrupt status is then the saved one. The interrupt path itself works: a raise in RUNNING signals.
  */
 TEST_F(migration, stopped_device_raises_no_interrupt)
 {
-	int fd = self->device->fd, efd, load_fd;
+	int fd = self->device->fd, efd, load_fd, save_fd;
 	__u64 raised, during;
-	long long len;
-	char *stream;
+	long long len, at;
+	char *stream, *again;
 	__u32 st;
 
-	if (self->want_flags <= 0 || !is_edu(self->device))
-		SKIP(return, "for edu, whose interrupts a register raises");
+	if (self->want_flags <= 0 || !is_edu(self->device) || !hardware_state())
+		SKIP(return, "for edu migrated by its registers, whose interrupts a register raises");
 	if (!self->device->msi_info.count)
 		SKIP(return, "no MSI");
 	vfio_pci_cmd_set(self->device, PCI_COMMAND_MASTER);
@@ -1803,12 +1900,164 @@ TEST_F(migration, stopped_device_raises_no_interrupt)
 	usleep(200 * 1000);
 	during = interrupts(efd);
 	ASSERT_EQ(0, during) TH_LOG("%llu interrupt(s) while the device was stopped", during);
-	ASSERT_EQ(0, set_state(fd, VFIO_DEVICE_STATE_RUNNING, NULL));
 	close(load_fd);
+	/* Saved again before it runs, it still has the interrupt pending. */
+	again = malloc(len + 1);
+	ASSERT_NE(NULL, again);
+	ASSERT_EQ(0, set_state(fd, VFIO_DEVICE_STATE_STOP_COPY, &save_fd));
+	ASSERT_EQ(len, read_all(save_fd, again, len + 1, 4096));
+	close(save_fd);
+	ASSERT_TRUE(same_stream(stream, len, again, len, &at))
+		TH_LOG("saved before running, the loaded state differs at byte %lld", at);
+	free(again);
+	ASSERT_EQ(0, set_state(fd, VFIO_DEVICE_STATE_RUNNING, NULL));
 	ASSERT_EQ(4, pread(fd, &st, 4, self->device->bars[0].info.offset + EDU_IRQ_STATUS));
 	ASSERT_EQ(0x2, st);
 	ASSERT_EQ(0, bar_write32(self->device, 0, EDU_IRQ_ACK, ~0U));
 	vfio_pci_irq_disable(self->device, VFIO_PCI_MSI_IRQ_INDEX);
+	free(stream);
+}
+
+/*
+ * A data_fd read or write whose user buffer faults part way: the call returns
+ * the bytes it moved before the fault, or fails with EFAULT having moved none,
+ * so the stream stays consistent. Each buffer ends at an inaccessible page and
+ * asks for more than it has: by turns 50 bytes (the first copy faults: EFAULT)
+ * and about 96 KiB (a later copy faults: a short count). The stream read that
+ * way, then written back that way, equals the stream saved normally, and is
+ * accepted.
+ */
+TEST_F(migration, data_fd_io_that_faults_part_way_keeps_the_stream_whole)
+{
+	const size_t page = getpagesize(), room = 24 * 4096 + 100;
+	int fd = self->device->fd, save_fd, load_fd, faults = 0, i;
+	long long len, got = 0, put = 0, at;
+	char *ref, *copy, *area, *fault, *b;
+	size_t r, want;
+	ssize_t n;
+
+	if (self->want_flags <= 0)
+		SKIP(return, "no migration expected");
+	perturb_state(self->device, 5);
+	ref = save_stream(fd, &len);
+	ASSERT_NE(NULL, ref);
+	copy = malloc(len);
+	ASSERT_NE(NULL, copy);
+	/* Accessible pages, then one that faults. */
+	area = mmap(NULL, room + 2 * page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+		    -1, 0);
+	ASSERT_NE(MAP_FAILED, area);
+	fault = area + room + page - room % page;
+	ASSERT_EQ(0, mprotect(fault, page, PROT_NONE));
+
+	ASSERT_EQ(0, set_state(fd, VFIO_DEVICE_STATE_STOP_COPY, &save_fd));
+	for (i = 0; got < len; i++) {
+		r = i % 2 ? 50 : room;
+		b = fault - r;
+		n = read(save_fd, b, r + page);
+		if (n < 0) {
+			/* Nothing was consumed: the next read asks again. */
+			ASSERT_EQ(EFAULT, errno) TH_LOG("at %lld of %lld", got, len);
+			faults++;
+			continue;
+		}
+		ASSERT_GT(n, 0) TH_LOG("at %lld of %lld", got, len);
+		ASSERT_LE(n, r);
+		ASSERT_LE(got + n, len);
+		memcpy(copy + got, b, n);
+		got += n;
+	}
+	ASSERT_EQ(0, read(save_fd, area, 16));
+	close(save_fd);
+	ASSERT_EQ(0, set_state(fd, VFIO_DEVICE_STATE_RUNNING, NULL));
+	ASSERT_TRUE(same_stream(ref, len, copy, got, &at))
+		TH_LOG("the stream read through faulting buffers differs at byte %lld", at);
+
+	ASSERT_EQ(0, set_state(fd, VFIO_DEVICE_STATE_RESUMING, &load_fd));
+	for (i = 0; put < len; i++) {
+		r = i % 2 ? 50 : room;
+		want = len - put;
+		b = fault - r;
+		memcpy(b, ref + put, want < r ? want : r);
+		n = write(load_fd, b, want <= r ? want : r + page);
+		if (n < 0) {
+			ASSERT_EQ(EFAULT, errno) TH_LOG("at %lld of %lld", put, len);
+			faults++;
+			continue;
+		}
+		ASSERT_GT(n, 0) TH_LOG("at %lld of %lld", put, len);
+		ASSERT_LE(n, r);
+		put += n;
+	}
+	ASSERT_EQ(0, set_state(fd, VFIO_DEVICE_STATE_STOP, NULL));
+	ASSERT_EQ(0, set_state(fd, VFIO_DEVICE_STATE_RUNNING, NULL));
+	close(load_fd);
+	free(copy);
+	copy = save_stream(fd, &got);
+	ASSERT_NE(NULL, copy);
+	ASSERT_TRUE(same_stream(ref, len, copy, got, &at)) TH_LOG("after the load: byte %lld", at);
+	ksft_print_msg("%lld-byte stream read and written through faulting buffers, %d EFAULT(s)\n",
+		       len, faults);
+	/* A stream longer than a buffer met both kinds of fault. */
+	if ((size_t)len > room)
+		ASSERT_GT(faults, 0);
+	munmap(area, room + 2 * page);
+	free(copy);
+	free(ref);
+}
+
+/*
+ * A device closed while in STOP, or in ERROR, is RUNNING again when reopened:
+ * its BARs answer, and it saves and restores a stream.
+ */
+TEST_F(migration, reopen_after_close_in_stop_or_error_is_running)
+{
+	static const __u32 left_in[] = { VFIO_DEVICE_STATE_STOP, VFIO_DEVICE_STATE_ERROR };
+	int fd, data_fd, bar, ret;
+	long long len, again_len, at;
+	char *stream, *again;
+	__u64 offset;
+	size_t i;
+	char c;
+
+	if (self->want_flags <= 0)
+		SKIP(return, "no migration expected");
+	stream = save_stream(self->device->fd, &len);
+	ASSERT_NE(NULL, stream);
+	for (i = 0; i < ARRAY_SIZE(left_in); i++) {
+		fd = self->device->fd;
+		ret = reach(fd, left_in[i], stream, len, &data_fd);
+		if (ret == -EOPNOTSUPP) {
+			/* Left in RESUMING instead: closed there, it must run when reopened too. */
+			ASSERT_EQ(VFIO_DEVICE_STATE_RESUMING, get_state(fd));
+		} else {
+			ASSERT_EQ(0, ret);
+			ASSERT_EQ(left_in[i], get_state(fd));
+		}
+		if (data_fd >= 0)
+			close(data_fd);
+		vfio_pci_device_cleanup(self->device);
+		self->device = vfio_pci_device_init(device_bdf, self->iommu);
+		fd = self->device->fd;
+		ASSERT_EQ(VFIO_DEVICE_STATE_RUNNING, get_state(fd))
+			TH_LOG("reopened after a close in %s", state_name(left_in[i]));
+		bar = largest_bar(self->device);
+		ASSERT_GE(bar, 0);
+		offset = self->device->bars[bar].info.offset;
+		ASSERT_EQ(1, pread(fd, &c, 1, offset)) TH_LOG("BAR%d after a close in %s", bar,
+							       state_name(left_in[i]));
+		again = save_stream(fd, &again_len);
+		ASSERT_NE(NULL, again);
+		ASSERT_EQ(0, set_state(fd, VFIO_DEVICE_STATE_RESUMING, &data_fd));
+		ASSERT_EQ(0, write_all(data_fd, stream, len));
+		ASSERT_EQ(0, set_state(fd, VFIO_DEVICE_STATE_RUNNING, NULL));
+		close(data_fd);
+		free(again);
+		again = save_stream(fd, &again_len);
+		ASSERT_NE(NULL, again);
+		ASSERT_TRUE(same_stream(stream, len, again, again_len, &at));
+		free(again);
+	}
 	free(stream);
 }
 
