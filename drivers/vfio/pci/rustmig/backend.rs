@@ -8,15 +8,13 @@
 
 use crate::stream::Layout;
 use crate::RustMig;
-use core::{
-    ops::Range,
-    sync::atomic::{
-        AtomicU64,
-        Ordering::Relaxed, //
-    }, //
-};
+use core::ops::Range;
 use kernel::{
     prelude::*,
+    sync::atomic::{
+        Atomic,
+        Relaxed, //
+    },
     vfio::pci::{
         BarGuard,
         IoAccess, //
@@ -47,8 +45,13 @@ pub(crate) enum Dma {
 /// into the device yet, because putting it there would make the stopped device signal (edu:
 /// its interrupt status, which only a raise can set). [`Backend::start`] puts it in; a save
 /// while stopped reads it from here. A reset drops it.
-#[derive(Default)]
-pub(crate) struct Held(AtomicU64);
+pub(crate) struct Held(Atomic<u64>);
+
+impl Default for Held {
+    fn default() -> Self {
+        Self(Atomic::new(0))
+    }
+}
 
 impl Held {
     /// Returns the value held (0: nothing).
@@ -63,7 +66,7 @@ impl Held {
 
     /// Returns the value held and holds nothing.
     pub(crate) fn take(&self) -> u64 {
-        self.0.swap(0, Relaxed)
+        self.0.xchg(0, Relaxed)
     }
 }
 

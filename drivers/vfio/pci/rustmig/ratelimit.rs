@@ -6,14 +6,13 @@
 //! a burst of messages per interval and then one line saying how many were held back, so the log
 //! stays readable and the first refusal is always there.
 
-use core::sync::atomic::{
-    AtomicI64,
-    AtomicU32,
-    Ordering::Relaxed, //
-};
 use kernel::{
     device,
     prelude::*,
+    sync::atomic::{
+        Atomic,
+        Relaxed, //
+    },
     time::{
         Instant,
         Monotonic, //
@@ -44,11 +43,23 @@ pub(crate) struct Ratelimit {
     /// The messages an interval may print.
     burst: u32,
     /// The start of the current interval, in nanoseconds since `origin`.
-    window: AtomicI64,
+    window: Atomic<i64>,
     /// The messages of the current interval, printed or not.
-    seen: AtomicU32,
+    seen: Atomic<u32>,
     /// The messages held back since the last one printed.
-    held: AtomicU32,
+    held: Atomic<u32>,
+}
+
+/// Adds one to `n` unless it is at its maximum; returns the value before.
+fn saturating_inc(n: &Atomic<u32>) -> u32 {
+    let mut old = n.load(Relaxed);
+    while old != u32::MAX {
+        match n.cmpxchg(old, old + 1, Relaxed) {
+            Ok(v) => return v,
+            Err(v) => old = v,
+        }
+    }
+    old
 }
 
 impl Ratelimit {
@@ -58,35 +69,25 @@ impl Ratelimit {
             origin: Instant::now(),
             interval_ns,
             burst,
-            window: AtomicI64::new(0),
-            seen: AtomicU32::new(0),
-            held: AtomicU32::new(0),
+            window: Atomic::new(0),
+            seen: Atomic::new(0),
+            held: Atomic::new(0),
         }
     }
 
     /// Returns what to do with a message at `now_ns` nanoseconds since the limit was made.
     pub(crate) fn check_at(&self, now_ns: i64) -> Verdict {
         let start = self.window.load(Relaxed);
-        if now_ns - start >= self.interval_ns
-            && self
-                .window
-                .compare_exchange(start, now_ns, Relaxed, Relaxed)
-                .is_ok()
+        if now_ns - start >= self.interval_ns && self.window.cmpxchg(start, now_ns, Relaxed).is_ok()
         {
             self.seen.store(0, Relaxed);
         }
-        let seen = self
-            .seen
-            .fetch_update(Relaxed, Relaxed, |n| Some(n.saturating_add(1)))
-            .unwrap_or(u32::MAX);
-        if seen < self.burst {
+        if saturating_inc(&self.seen) < self.burst {
             Verdict::Print {
-                held: self.held.swap(0, Relaxed),
+                held: self.held.xchg(0, Relaxed),
             }
         } else {
-            self.held
-                .fetch_update(Relaxed, Relaxed, |n| Some(n.saturating_add(1)))
-                .ok();
+            saturating_inc(&self.held);
             Verdict::Hold
         }
     }

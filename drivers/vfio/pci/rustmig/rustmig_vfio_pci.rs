@@ -28,6 +28,10 @@ use kernel::{
     new_spinlock,
     pci,
     prelude::*,
+    sync::atomic::{
+        Atomic,
+        Relaxed, //
+    },
     sync::{
         aref::ARef,
         lock::{
@@ -119,6 +123,9 @@ pub(crate) struct RustMigDevice {
     pub(crate) refusals: Ratelimit,
     /// What the backend holds for the stopped device until it runs (see [`Held`]).
     pub(crate) held: Held,
+    /// The resets so far, counted under `memory_lock` by `reset_done` even when it defers the
+    /// rest: a session opened before a reset touches the device no more (see [`Session`]).
+    pub(crate) resets: Atomic<u64>,
 }
 
 /// The state behind [`RustMigDevice::state`].
@@ -336,6 +343,7 @@ impl vfio_pci::Driver for RustMig {
             // Ten messages per five seconds.
             refusals: Ratelimit::new(10, 5_000_000_000),
             held: Held::default(),
+            resets: Atomic::new(0),
         })
     }
 
@@ -354,6 +362,9 @@ impl vfio_pci::Driver for RustMig {
         // This may run under the core's `memory_lock`, which the state lock's holders take:
         // never wait for the state lock here.
         let data = dev.data();
+        // Before anything else: a session's I/O, which checks the count under `memory_lock`,
+        // touches the reset device no more, even while the rest of the reset is deferred.
+        data.resets.add(1, Relaxed);
         let mut pending = data.deferred_reset.lock();
         *pending = true;
         let Some(guard) = data.state.try_lock() else {

@@ -47,6 +47,7 @@ use kernel::{
         atomic::{
             Acquire,
             Atomic,
+            Relaxed,
             Release, //
         },
         poll::{
@@ -85,6 +86,9 @@ pub(crate) struct Session {
     /// The session ended: reads and writes fail with `ENODEV`. Set under the device's state lock
     /// or by a reset, checked with the BARs locked before each device access.
     disabled: Atomic<bool>,
+    /// The device's reset count when the session opened: a reset since ends the session for the
+    /// device at once, though the reset's holder of the state lock disables it only later.
+    resets: u64,
     /// The stream, and the buffers of the I/O in progress.
     #[pin]
     io: Mutex<Io>,
@@ -167,6 +171,7 @@ impl Session {
         let this = Arc::pin_init(
             pin_init!(Session {
                 dev: dev.io(),
+                resets: dev.data().resets.load(Relaxed),
                 disabled: Atomic::new(false),
                 io <- new_mutex!(io, "rustmig::Session::io"),
                 progress <- new_mutex!(Progress {
@@ -241,15 +246,18 @@ impl Session {
         p.total - p.pos
     }
 
-    /// Returns whether the session ended.
+    /// Returns whether the session ended: disabled, or the device was reset since it opened
+    /// (the reset's holder of the state lock disables it a little later).
     fn is_disabled(&self) -> bool {
-        self.disabled.load(Acquire)
+        self.disabled.load(Acquire) || self.dev.data().resets.load(Relaxed) != self.resets
     }
 
     /// Locks the device's BARs for an access on behalf of this session, unless it ended.
     fn bars(&self) -> Result<Bars<'_>> {
         let bars = self.dev.lock_bars()?;
-        // A reset ends the session under the lock just taken: checked after taking it.
+        // A reset ends the session under the lock just taken (`reset_done` counts it there, and
+        // disables the session, or has it disabled when the state lock is free): checked after
+        // taking it, so no stale stream reaches, or comes from, a reset device.
         if self.is_disabled() {
             return Err(ENODEV);
         }
@@ -266,9 +274,14 @@ impl SaveStream {
             return Err(EIO);
         }
         let data = s.dev.data();
-        let unit = self.cursor.next_unit(&data.layout).ok_or(EIO)?;
+        // The cursor moves on only once the unit is built; until then the unit is empty at
+        // `pos`: a unit that fails to build is built again by the next read, which never hands
+        // out what a failed build left behind.
+        let mut cursor = self.cursor;
+        let unit = cursor.next_unit(&data.layout).ok_or(EIO)?;
+        self.unit.clear();
+        self.unit_start = pos;
         let u = &mut self.unit;
-        u.clear();
         match unit {
             Unit::Header => {
                 let h = Header::encode(&data.identity, data.layout.payload_len());
@@ -291,7 +304,7 @@ impl SaveStream {
                 seal_record(u);
             }
         }
-        self.unit_start = pos;
+        self.cursor = cursor;
         Ok(())
     }
 }

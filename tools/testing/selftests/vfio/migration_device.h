@@ -87,6 +87,12 @@ static inline int perturb_state(struct vfio_pci_device *device, __u32 seed)
 	if (bar < 0 || bar > 5 || !device->bars[bar].vaddr)
 		return -ENOENT;
 	memset(device->bars[bar].vaddr, 0x5a ^ seed, device->bars[bar].info.size);
+	/* ivshmem-plain: its interrupt mask and status (BAR0) migrate too. */
+	if (vfio_pci_config_readw(device, PCI_VENDOR_ID) == 0x1af4 &&
+	    vfio_pci_config_readw(device, PCI_DEVICE_ID) == 0x1110) {
+		ret = bar_write32(device, 0, 0x0, 0xa5 ^ seed);
+		return ret ?: bar_write32(device, 0, 0x4, 0x5a ^ seed);
+	}
 	return 0;
 }
 

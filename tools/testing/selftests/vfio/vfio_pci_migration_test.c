@@ -57,8 +57,10 @@
 #include <unistd.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 
 #include <linux/pci_regs.h>
+#include <linux/userfaultfd.h>
 #include <linux/vfio.h>
 
 #include <libvfio.h>
@@ -943,6 +945,8 @@ TEST_F(migration, bar_writes_while_stopped_do_not_change_the_saved_stream)
 
 	if (!env_is("VFIO_MIGRATION_TEST_FENCE", "1"))
 		SKIP(return, "the driver does not fence its BARs");
+	/* A state a save could disturb: ivshmem's status clears as it is read. */
+	perturb_state(self->device, 3);
 	bar = fenced_bar(self->device, &mem, &offset, &len);
 	ASSERT_GE(bar, 0);
 	size = data_size(fd);
@@ -2059,6 +2063,99 @@ TEST_F(migration, reopen_after_close_in_stop_or_error_is_running)
 		free(again);
 	}
 	free(stream);
+}
+
+/* A writer blocked in a data_fd write, and a state request behind it. */
+struct blocked_io {
+	int fd, load_fd;
+	void *page;
+	volatile bool wrote, requested;
+	ssize_t write_ret;
+	int set_ret;
+};
+
+static void *blocked_writer(void *arg)
+{
+	struct blocked_io *b = arg;
+
+	/* The copy from @page faults into the userfaultfd and waits there. */
+	b->write_ret = write(b->load_fd, b->page, 4096);
+	b->wrote = true;
+	return NULL;
+}
+
+static void *blocked_request(void *arg)
+{
+	struct blocked_io *b = arg;
+
+	b->set_ret = set_state(b->fd, VFIO_DEVICE_STATE_STOP, NULL);
+	b->requested = true;
+	return NULL;
+}
+
+/*
+ * The deferred reset, made to happen: a data_fd write whose user buffer
+ * faults into a userfaultfd waits there holding the session's I/O lock; a
+ * RESUMING -> STOP request then waits for that lock holding the state lock;
+ * a VFIO_DEVICE_RESET meanwhile must not wait for either (its reset_done runs
+ * under vfio_pci_core's memory_lock and may only try the state lock): it
+ * returns while the request still waits, the request's holder applies the
+ * reset as it unlocks, and the device ends RUNNING with the session ended,
+ * though the request itself failed (the stream was refused) into ERROR.
+ */
+TEST_F(migration, reset_during_a_blocked_request_is_deferred_and_applied)
+{
+	struct uffdio_api api = { .api = UFFD_API };
+	struct uffdio_register reg = {};
+	struct uffdio_zeropage zero = {};
+	struct blocked_io b = { .fd = self->device->fd };
+	struct uffd_msg msg;
+	pthread_t writer, requester;
+	struct pollfd p;
+	int uffd;
+
+	if (!env_is("VFIO_MIGRATION_TEST_STREAM", "rustmig"))
+		SKIP(return, "rustmig's resume waits for the session's writer");
+	uffd = syscall(__NR_userfaultfd, O_CLOEXEC);
+	if (uffd < 0)
+		SKIP(return, "no userfaultfd: %s", strerror(errno));
+	ASSERT_EQ(0, ioctl(uffd, UFFDIO_API, &api));
+	b.page = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	ASSERT_NE(MAP_FAILED, b.page);
+	reg.range.start = (uintptr_t)b.page;
+	reg.range.len = 4096;
+	reg.mode = UFFDIO_REGISTER_MODE_MISSING;
+	ASSERT_EQ(0, ioctl(uffd, UFFDIO_REGISTER, &reg));
+
+	ASSERT_EQ(0, set_state(b.fd, VFIO_DEVICE_STATE_RESUMING, &b.load_fd));
+	ASSERT_EQ(0, pthread_create(&writer, NULL, blocked_writer, &b));
+	/* The writer is inside write(), at the fault. */
+	p = (struct pollfd){ .fd = uffd, .events = POLLIN };
+	ASSERT_EQ(1, poll(&p, 1, 10000)) TH_LOG("the write never faulted");
+	ASSERT_EQ(sizeof(msg), read(uffd, &msg, sizeof(msg)));
+	ASSERT_EQ(UFFD_EVENT_PAGEFAULT, msg.event);
+	ASSERT_EQ(0, pthread_create(&requester, NULL, blocked_request, &b));
+	usleep(500 * 1000);
+	ASSERT_FALSE(b.requested) TH_LOG("RESUMING -> STOP did not wait for the writer");
+
+	ASSERT_EQ(0, ioctl(b.fd, VFIO_DEVICE_RESET, NULL));
+	ASSERT_FALSE(b.requested) TH_LOG("the reset waited for the state request");
+	ASSERT_FALSE(b.wrote);
+
+	/* Let the write go on: zeros, which the stream refuses. */
+	zero.range.start = (uintptr_t)b.page;
+	zero.range.len = 4096;
+	ASSERT_EQ(0, ioctl(uffd, UFFDIO_ZEROPAGE, &zero));
+	ASSERT_EQ(0, pthread_join(writer, NULL));
+	ASSERT_EQ(0, pthread_join(requester, NULL));
+	ASSERT_EQ(-1, b.write_ret);
+	ASSERT_NE(0, b.set_ret) TH_LOG("a refused stream was accepted");
+	ASSERT_EQ(VFIO_DEVICE_STATE_RUNNING, get_state(b.fd))
+		TH_LOG("the reset that came during the request was lost");
+	ASSERT_TRUE(session_ended(b.load_fd));
+	close(b.load_fd);
+	munmap(b.page, 4096);
+	close(uffd);
 }
 
 int main(int argc, char *argv[])
