@@ -47,6 +47,8 @@ check: kernel rustcheck selftests tools gate-build
 	@$(MAKE) --no-print-directory gate-proof GATE_TAP=$(RUN)/check/results/gate.tap || \
 		{ [ -s $(RUN)/check/results/gate.tap ] || printf 'not ok 1 gate: the gate proof did not run (see above)\n1..1\n' \
 		> $(RUN)/check/results/gate.tap; }
+	@$(STAGE) kgate-test $(REPO)/mk/kgate-test.sh $(REPO) $(RUN)/check \
+		$(RUN)/check/results/kgate-selftest.tap || true
 	@$(REPO)/mk/summary.sh $(RUN)/check
 
 # `make gate-proof`: the driver with each deliberate bug of mk/inject/*.patch
