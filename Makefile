@@ -125,19 +125,23 @@ try: kernel selftests
 
 # `make mutants`: each logic mutation of mk/mutants.txt built into the driver
 # as an external module and run against the fast suite in one VM (more if one
-# brings the VM down); the table says which test killed each.
+# brings the VM down); the table says which test killed each. ONLY='A B'
+# runs those mutants again and keeps the other verdicts.
 MUTANTS := $(CACHE)/mutants
 mutants: kernel selftests
 	@$(STAGE) mutants-build python3 $(REPO)/mk/mutants.py build $(REPO) $(SRC) $(OBJ) $(MUTANTS)
-	@$(STAGE) vm-mutants $(REPO)/mk/mutants-run.sh $(REPO) $(OBJ) $(STOUT) $(MUTANTS) $(RUN)/mutants
+	@$(STAGE) vm-mutants $(REPO)/mk/mutants-run.sh $(REPO) $(OBJ) $(STOUT) $(MUTANTS) $(RUN)/mutants $(ONLY)
 	@python3 $(REPO)/mk/mutants.py report $(REPO) $(RUN)/mutants/results
 
 # `make qemu-repro`: the lost virtio notification of multi-threaded TCG
 # (Documentation: The test VM), without rustmig: device resets on one vCPU,
 # 9p reads on the other. QEMU=... picks the outer QEMU binary.
+# QEMU=11 uses QEMU 11.1 from trixie-backports, unpacked into $(CACHE)/qemu-11.
 qemu-repro: kernel
-	RUSTMIG_VM_ACCEL=tcg,thread=multi RUSTMIG_VM_STALL=60 RUSTMIG_QEMU=$(or $(QEMU),qemu-system-x86_64) \
-		$(REPO)/mk/vm.sh --mode repro --obj $(OBJ) --out $(RUN)/repro
+	$(if $(filter 11,$(QEMU)),@$(REPO)/mk/qemu-11.sh $(CACHE)/qemu-11)
+	RUSTMIG_VM_ACCEL=tcg,thread=multi RUSTMIG_VM_STALL=60 \
+		RUSTMIG_QEMU=$(if $(filter 11,$(QEMU)),$(CACHE)/qemu-11/qemu-system-x86_64,$(or $(QEMU),qemu-system-x86_64)) \
+		$(REPO)/mk/vm.sh --mode repro --obj $(OBJ) --out $(RUN)/repro$(QEMU)
 
 # Boot the VM with a shell on the console (interactive).
 shell: kernel selftests

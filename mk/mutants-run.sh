@@ -5,10 +5,19 @@
 # booting a new VM for the rest whenever one dies or hangs on a mutant (that
 # mutant is then killed: it brought the kernel down or stuck it).
 #
-# Usage: mutants-run.sh REPO OBJ TESTS MUTANTS_DIR OUT_DIR
+# Usage: mutants-run.sh REPO OBJ TESTS MUTANTS_DIR OUT_DIR [NAME...]
+# With NAMEs, only those mutants run again; the others keep their verdicts.
 set -uo pipefail
 repo=$1 obj=$2 tests=$3 mutants=$4 out=$5
-rm -rf "$out"
+shift 5
+if [ $# -gt 0 ]; then
+	for m in "$@"; do
+		grep -qx "$m" "$mutants/list" || { echo "mutants: no mutant $m" >&2; exit 2; }
+		rm -f "$out/results/mutant-$m".*
+	done
+else
+	rm -rf "$out"
+fi
 n=$(wc -l < "$mutants/list")
 for boot in $(seq 1 "$n"); do
 	left=0
