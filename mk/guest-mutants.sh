@@ -22,7 +22,7 @@ suite() {
 	VFIO_MIGRATION_TEST_PEER=$EDU2 VFIO_MIGRATION_TEST_DMA_LOG=edu \
 		step migration.edu "$T/vfio_pci_migration_test" \
 		-T storm_of_transitions_io_queries_and_resets "$EDU" || return
-	VFIO_MIGRATION_TEST_BAR=2 VFIO_MIGRATION_TEST_FOREIGN=$EDU VFIO_MIGRATION_STREAMS=300 \
+	VFIO_MIGRATION_TEST_BAR=2 VFIO_MIGRATION_TEST_FOREIGN=$EDU VFIO_MIGRATION_STREAMS=1200 \
 		step stream.ivshmem-c "$T/vfio_pci_migration_stream_test" "$C" || return
 	VFIO_MIGRATION_TEST_FOREIGN=$C VFIO_MIGRATION_STREAMS=600 \
 		step stream.edu "$T/vfio_pci_migration_stream_test" "$EDU" || return
@@ -60,7 +60,7 @@ for m in $(cat "$RUSTMIG_INJECT/list"); do
 	echo "== mutant $m"
 	echo "rustmig-mutant: $m starts" > /dev/kmsg
 	# Not decided yet: a VM that dies here leaves this.
-	echo "killed: the VM died or hung while it ran" > "$RESULTS/mutant-$m.txt.tmp"
+	echo "killed by the kernel: it died or hung while the mutant ran (see the console)" > "$RESULTS/mutant-$m.txt.tmp"
 	sync
 	verdict=
 	if ! insmod "$RUSTMIG_INJECT/$m/rustmig_vfio_pci.ko"; then

@@ -2092,9 +2092,10 @@ TEST_F(migration, reopen_after_close_in_stop_or_error_is_running)
 struct blocked_io {
 	int fd, load_fd;
 	void *page;
+	size_t len;
 	volatile bool wrote, requested;
 	ssize_t write_ret;
-	int set_ret;
+	int write_err, set_ret;
 };
 
 static void *blocked_writer(void *arg)
@@ -2102,7 +2103,8 @@ static void *blocked_writer(void *arg)
 	struct blocked_io *b = arg;
 
 	/* The copy from @page faults into the userfaultfd and waits there. */
-	b->write_ret = write(b->load_fd, b->page, 4096);
+	b->write_ret = write(b->load_fd, b->page, b->len);
+	b->write_err = errno;
 	b->wrote = true;
 	return NULL;
 }
@@ -2122,19 +2124,25 @@ static void *blocked_request(void *arg)
  * RESUMING -> STOP request then waits for that lock holding the state lock;
  * a VFIO_DEVICE_RESET meanwhile must not wait for either (its reset_done runs
  * under vfio_pci_core's memory_lock and may only try the state lock): it
- * returns while the request still waits, the request's holder applies the
- * reset as it unlocks, and the device ends RUNNING with the session ended,
- * though the request itself failed (the stream was refused) into ERROR.
+ * returns while the request still waits. The write then goes on with the
+ * start of a valid stream (a whole record at least): the reset ended its
+ * session for the device, so the record must not reach the reset device
+ * (ENODEV). The request's holder applies the reset as it unlocks, and the
+ * device ends RUNNING with the session ended, though the request itself
+ * failed (the stream was incomplete) into ERROR.
  */
 TEST_F(migration, reset_during_a_blocked_request_is_deferred_and_applied)
 {
+	const size_t area = 20 * 4096;	/* a 64 KiB record and more */
 	struct uffdio_api api = { .api = UFFD_API };
 	struct uffdio_register reg = {};
-	struct uffdio_zeropage zero = {};
+	struct uffdio_copy copy = {};
 	struct blocked_io b = { .fd = self->device->fd };
 	struct uffd_msg msg;
 	pthread_t writer, requester;
+	long long len;
 	struct pollfd p;
+	char *stream, *src;
 	int uffd;
 
 	if (!env_is("VFIO_MIGRATION_TEST_STREAM", "rustmig"))
@@ -2143,10 +2151,16 @@ TEST_F(migration, reset_during_a_blocked_request_is_deferred_and_applied)
 	if (uffd < 0)
 		SKIP(return, "no userfaultfd: %s", strerror(errno));
 	ASSERT_EQ(0, ioctl(uffd, UFFDIO_API, &api));
-	b.page = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	stream = save_stream(b.fd, &len);
+	ASSERT_NE(NULL, stream);
+	b.len = (size_t)len < area ? (size_t)len : area;
+	src = mmap(NULL, area, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	ASSERT_NE(MAP_FAILED, src);
+	memcpy(src, stream, b.len);
+	b.page = mmap(NULL, area, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	ASSERT_NE(MAP_FAILED, b.page);
 	reg.range.start = (uintptr_t)b.page;
-	reg.range.len = 4096;
+	reg.range.len = area;
 	reg.mode = UFFDIO_REGISTER_MODE_MISSING;
 	ASSERT_EQ(0, ioctl(uffd, UFFDIO_REGISTER, &reg));
 
@@ -2165,19 +2179,24 @@ TEST_F(migration, reset_during_a_blocked_request_is_deferred_and_applied)
 	ASSERT_FALSE(b.requested) TH_LOG("the reset waited for the state request");
 	ASSERT_FALSE(b.wrote);
 
-	/* Let the write go on: zeros, which the stream refuses. */
-	zero.range.start = (uintptr_t)b.page;
-	zero.range.len = 4096;
-	ASSERT_EQ(0, ioctl(uffd, UFFDIO_ZEROPAGE, &zero));
+	/* Let the write go on, with the start of the saved stream. */
+	copy.dst = (uintptr_t)b.page;
+	copy.src = (uintptr_t)src;
+	copy.len = area;
+	ASSERT_EQ(0, ioctl(uffd, UFFDIO_COPY, &copy));
 	ASSERT_EQ(0, pthread_join(writer, NULL));
 	ASSERT_EQ(0, pthread_join(requester, NULL));
-	ASSERT_EQ(-1, b.write_ret);
-	ASSERT_NE(0, b.set_ret) TH_LOG("a refused stream was accepted");
+	ASSERT_EQ(-1, b.write_ret) TH_LOG("the write loaded %zd bytes into the reset device",
+					  b.write_ret);
+	ASSERT_EQ(ENODEV, b.write_err) TH_LOG("the write: %s", strerror(b.write_err));
+	ASSERT_NE(0, b.set_ret) TH_LOG("an incomplete stream was accepted");
 	ASSERT_EQ(VFIO_DEVICE_STATE_RUNNING, get_state(b.fd))
 		TH_LOG("the reset that came during the request was lost");
 	ASSERT_TRUE(session_ended(b.load_fd));
 	close(b.load_fd);
-	munmap(b.page, 4096);
+	munmap(b.page, area);
+	munmap(src, area);
+	free(stream);
 	close(uffd);
 }
 
