@@ -88,8 +88,10 @@ quiet=
 cpus=${RUSTMIG_VM_CPUS:-2}
 accel=${RUSTMIG_VM_ACCEL:-tcg,thread=single}
 qemu=${RUSTMIG_QEMU:-qemu-system-x86_64}
-# A guest whose heartbeat (guest-init.sh) stops for this long is stuck.
+# A guest whose heartbeat (guest-init.sh) stops for this long is stuck; the
+# first one may take the boot's time more.
 stall_s=${RUSTMIG_VM_STALL:-300}
+boot_s=${RUSTMIG_VM_BOOT:-300}
 monitor=$out/monitor.sock
 
 args=(
@@ -151,7 +153,7 @@ stuck=0
 while kill -0 "$vm" 2>/dev/null; do
 	sleep 5
 	now=$(date +%s)
-	last=$(stat -c %Y "$out/heartbeat" 2>/dev/null || echo "$start")
+	last=$(stat -c %Y "$out/heartbeat" 2>/dev/null || echo $((start + boot_s)))
 	[ "$mode" = shell ] || [ $((now - last)) -lt "$stall_s" ] || [ -f "$out/done" ] && continue
 	stuck=1
 	{
