@@ -17,18 +17,8 @@ set -uo pipefail
 repo=$1 out=$2 tapf=$3
 res=$out/results
 . "$repo/mk/report-re.sh"
-n=0 failed=0
-: > "$tapf"
-
-tap() { # OK NAME [DETAIL_FILE]
-	n=$((n + 1))
-	if [ "$1" = 0 ]; then
-		echo "ok $n gate: $2" | tee -a "$tapf"
-	else
-		failed=1
-		echo "not ok $n gate: $2" | tee -a "$tapf"
-	fi
-}
+tap_prefix="gate: "
+. "$repo/mk/tap-lib.sh"
 
 # Lines around the first match of REGEX in FILE, as the report that caught the bug.
 excerpt() { # REGEX FILE
@@ -86,5 +76,5 @@ for patch in "$repo"/mk/inject/*.patch; do
 	esac
 	excerpt "$expect" "$file"
 done
-echo "1..$n" >> "$tapf"
+tap_end
 exit $failed

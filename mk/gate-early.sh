@@ -11,17 +11,8 @@
 set -uo pipefail
 repo=$1 out=$2 name=$3 tapf=$4
 expect=$(sed -n 's/^Expect-dmesg: //p' "$repo/mk/inject/$name.patch")
-n=0 failed=0
-: > "$tapf"
-tap() { # OK NAME
-	n=$((n + 1))
-	if [ "$1" = 0 ]; then
-		echo "ok $n gate-early: $2" | tee -a "$tapf"
-	else
-		failed=1
-		echo "not ok $n gate-early: $2" | tee -a "$tapf"
-	fi
-}
+tap_prefix="gate-early: "
+. "$repo/mk/tap-lib.sh"
 
 "$repo/mk/summary.sh" "$out" > "$out/summary.txt" 2>&1
 rc=$?
@@ -37,5 +28,5 @@ tap $? "the report (log line ${report:-none}) came before the 9,000 malformed st
 ran=$(grep -oE '^[0-9]+ passed' "$out/summary.txt" | cut -d' ' -f1)
 [ "${ran:-0}" -ge 500 ]
 tap $? "the whole suite ran after it (${ran:-0} passed)"
-echo "1..$n" >> "$tapf"
+tap_end
 exit $failed

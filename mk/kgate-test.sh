@@ -13,17 +13,8 @@ repo=$1 clean=$2 tapf=$3
 kgate=$repo/mk/kgate.sh
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-n=0 failed=0
-: > "$tapf"
-tap() { # OK NAME
-	n=$((n + 1))
-	if [ "$1" = 0 ]; then
-		echo "ok $n kgate: $2" | tee -a "$tapf"
-	else
-		failed=1
-		echo "not ok $n kgate: $2" | tee -a "$tapf"
-	fi
-}
+tap_prefix="kgate: "
+. "$repo/mk/tap-lib.sh"
 
 copy() { # NAME -> a copy of the clean run's gate inputs
 	d=$work/$1
@@ -65,5 +56,5 @@ d=$(copy a-leak); printf 'unreferenced object 0xffff888100b05a00 (size 256):\n  
 must_fail a-leak 'kmemleak: 1 leak'
 d=$(copy no-kasan); sed -i '/KernelAddressSanitizer initialized/d' "$d/dmesg.txt"
 must_fail no-kasan "a detector did not start: no 'KernelAddressSanitizer"
-echo "1..$n" >> "$tapf"
+tap_end
 exit $failed
