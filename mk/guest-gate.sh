@@ -47,21 +47,23 @@ gate_use_after_free() {
 	pci_bind "$C" "$RUSTMIG_DRV"
 }
 
-# Probe runs as C, D, then C again bind. A probe's pointers stay behind in
-# the unused depth of this shell's kernel stack, which kmemleak scans, until
-# the next probe overwrites them: the later binds leave the objects of the
-# earlier ones unreferenced. As in make check, kmemleak scans after rmmod.
+# Probe runs as C, D, then C again bind, each in a process of its own: a
+# probe's pointers stay behind in the unused depth of the kernel stack of the
+# process that bound the device, which kmemleak scans as long as the process
+# lives (this shell's lives until the end), so a subshell binds and exits.
+# As in make check, kmemleak scans after rmmod.
 gate_leak() {
 	echo clear > "$KMEMLEAK"
 	for bdf in "$C" "$D" "$C"; do
-		pci_bind "$bdf" "$RUSTMIG_DRV" && pci_unbind "$bdf" || return 1
+		( pci_bind "$bdf" "$RUSTMIG_DRV" && pci_unbind "$bdf" ) || return 1
 	done
 	rmmod rustmig_vfio_pci || return 1
 	# An object is reported once it is older than 5 s and scans a few
 	# seconds apart found it unreferenced (as guest-init's final scan does).
-	# Stale copies of the pointers in kernel stacks (of this shell, of the
-	# CPUs' interrupt stacks) keep some referenced until other work writes
-	# over them: work on both CPUs between the scans, for up to 2 minutes.
+	# Stale copies of the pointers in other kernel stacks (a stack the
+	# subshell left in its CPU's cache of stacks, the CPUs' interrupt
+	# stacks) keep some referenced until other work writes over them: new
+	# processes on both CPUs between the scans, for up to 2 minutes.
 	for i in $(seq 1 15); do
 		for cpu in 0 1; do
 			taskset -c "$cpu" sh -c 'ls -R /sys/bus/pci > /dev/null; cat /proc/self/status > /dev/null'
