@@ -33,14 +33,23 @@ MIB = 1 << 20
 # halves of its DMA source, destination and count.
 EDU_REGS = (0x00, 0x04, 0x08, 0x20, 0x24, 0x80, 0x88, 0x90)
 
+# QEMU's own account of the migration, in each QEMU's log: the device state
+# each side set, and every read and write of the data_fd with its result.
+TRACE = ("vfio_migration_set_state", "vfio_migration_set_device_state", "vfio_save_setup",
+         "vfio_save_block", "vfio_save_complete_precopy", "vfio_save_cleanup",
+         "vfio_load_state", "vfio_load_state_device_data", "vfio_load_device_config_state_*",
+         "vfio_load_cleanup")
+
 os.makedirs(RUN, exist_ok=True)
 tap_n = 0
+tap_failed = 0
 rows = []
 
 
 def tap(ok, name, *detail):
-    global tap_n
+    global tap_n, tap_failed
     tap_n += 1
+    tap_failed += not ok
     line = "%s %d qemu: %s" % ("ok" if ok else "not ok", tap_n, name)
     with open(TAP, "a") as f:
         f.write(line + "\n")
@@ -98,7 +107,9 @@ class Vm:
             os.unlink(sock)
         args = [QEMU, "-accel", "tcg", "-M", "q35", "-m", "64", "-nodefaults",
                 "-display", "none", "-serial", "none", "-monitor", "none",
-                "-qmp", "unix:%s,server=on,wait=off" % sock]
+                "-qmp", "unix:%s,server=on,wait=off" % sock, "-msg", "timestamp=on"]
+        for event in TRACE:
+            args += ["-trace", event]
         for i, bdf in enumerate(bdfs):
             # The same guest address on both sides: QEMU matches device state by it.
             args += ["-device", "vfio-pci,host=%s,enable-migration=on,id=dev%d,addr=0x%x"
@@ -216,14 +227,25 @@ def vfio_bytes(info):
 
 def run_case(name, fn):
     vms = []
+    failed = tap_failed
+    marker = kmsg_mark("qemu " + name)
     try:
         fn(vms)
     except Exception as e:  # noqa: BLE001 - every failure becomes a TAP line
-        logs = "\n".join("%s:\n%s" % (vm.name, vm.output()[-2000:]) for vm in vms)
-        tap(False, name + ": " + str(e), logs)
+        tap(False, name + ": " + str(e))
     finally:
         for vm in vms:
             vm.quit()
+    if tap_failed != failed:
+        # What each side did and what the kernel said, for a failure read
+        # from the log alone.
+        for vm in vms:
+            print("# %s's log (the end):" % vm.name)
+            for l in vm.output()[-6000:].splitlines():
+                print("#   " + l)
+        print("# kernel log since the case started:")
+        for l in kernel_log_since(marker)[-60:]:
+            print("#   " + l)
 
 
 def plain(vms):

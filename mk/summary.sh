@@ -9,11 +9,15 @@
 set -uo pipefail
 out=$1
 pass=0 fail=0 skip=0
+# Every failure in one line, repeated at the end: a log cut in the middle
+# still shows what failed.
+failures=()
 
 if [ ! -f "$out/done" ]; then
 	echo "summary: the VM run did not finish; console tail:"
 	tail -n 80 "$out/console.log" 2>/dev/null
 	fail=$((fail + 1))
+	failures+=("the VM run did not finish")
 fi
 
 for tap in "$out"/results/*.tap; do
@@ -29,10 +33,14 @@ for tap in "$out"/results/*.tap; do
 		f=1
 		echo "summary: $name exited $rc without a failing TAP line; its output:"
 		tail -n 30 "$tap" | sed 's/^/  | /'
+		failures+=("$name: exited $rc")
 	fi
 	if [ "$f" != 0 ]; then
 		echo "summary: $name: failures:"
 		grep -E -A12 '^not ok [0-9]+' "$tap" | sed 's/^/  | /'
+		while read -r line; do
+			failures+=("$name: $line")
+		done < <(grep -E '^not ok [0-9]+' "$tap")
 	fi
 	printf 'summary: %-36s %3d passed, %3d failed, %3d skipped\n' "$name" "$p" "$f" "$s"
 	pass=$((pass + p)) fail=$((fail + f)) skip=$((skip + s))
@@ -43,6 +51,7 @@ if "$(dirname "$0")/kgate.sh" "$out"; then
 	pass=$((pass + 1))
 else
 	fail=$((fail + 1))
+	failures+=("the kernel-log gate (kgate, above)")
 fi
 
 if [ "$fail" != 0 ] && [ -f "$out/dmesg.txt" ]; then
@@ -52,5 +61,8 @@ if [ "$fail" != 0 ] && [ -f "$out/dmesg.txt" ]; then
 	tail -n 30 "$out/dmesg.txt" | sed 's/^/  | /'
 fi
 
+for f in "${failures[@]}"; do
+	echo "summary: FAILED: $f"
+done
 echo "$pass passed, $fail failed, $skip skipped"
 [ "$fail" = 0 ]
