@@ -36,7 +36,6 @@ use super::{
 use crate::{
     bindings,
     error::from_err_ptr,
-    new_mutex,
     prelude::*,
     sync::{
         atomic::{
@@ -45,7 +44,7 @@ use crate::{
             Relaxed,
             Release, //
         },
-        Mutex,
+        static_lock_class, Mutex,
     },
     uaccess::{
         UserPtr,
@@ -156,13 +155,18 @@ pub(super) struct BarGate {
     rw: Mutex<()>,
 }
 
+// The lock's name is a static: the code that initialises it is instantiated in each driver's
+// module, while its lockdep class is the kernel crate's static, and lockdep requires one name (one
+// address) per class, or it warns when two drivers are loaded.
+static RW_NAME: &CStr = c"vfio::pci::BarGate::rw";
+
 impl BarGate {
     /// Creates the gate of a closed, unfenced device.
     pub(super) fn new() -> impl PinInit<Self> {
         pin_init!(BarGate {
             fenced: Atomic::new(false),
             open: Atomic::new(false),
-            rw <- new_mutex!((), "vfio::pci::BarGate::rw"),
+            rw <- Mutex::new((), RW_NAME, static_lock_class!()),
         })
     }
 }
