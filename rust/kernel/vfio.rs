@@ -9,6 +9,9 @@
 //! [`include/linux/vfio_pci_core.h`](srctree/include/linux/vfio_pci_core.h) and
 //! [`include/uapi/linux/vfio.h`](srctree/include/uapi/linux/vfio.h).
 
+mod device;
 pub mod file;
 pub mod migration;
 pub mod pci;
+
+pub use device::Device;

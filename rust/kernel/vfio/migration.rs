@@ -1,19 +1,48 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! VFIO migration v2: device states, migration features and the state machine's steps.
+//! VFIO migration v2: device states, migration features, and the migration core.
 //!
 //! A driver that supports migration advertises [`Flags`] and moves the device between
 //! [`State`]s when userspace asks. The vfio core decides the path: a request from `cur` to `new`
 //! is carried out one arc at a time, each arc given by
-//! [`Device::mig_next_state`](super::pci::Device::mig_next_state), which follows the uAPI's state
+//! [`Device::mig_next_state`](super::Device::mig_next_state), which follows the uAPI's state
 //! machine for the device's features (the shortest path, never through a saving state that was
 //! not asked for).
+//!
+//! Everything the uAPI says of a migrating device that is not about the device itself is
+//! implemented here, once:
+//!
+//! - [`StateMachine`] serialises the requests, walks the arcs, moves the device to
+//!   [`State::Error`] when an arc fails, and takes resets the way `vfio_pci_core` reports them
+//!   (under its `memory_lock`, so never waiting for the state lock: a reset that finds the lock
+//!   held is applied by its holder before it unlocks);
+//! - [`Session`] is the data file of a saving or resuming state: the end of the stream in
+//!   PRE_COPY (`ENOMSG`) and in STOP_COPY (`0`), `ENODEV` once the session ended, `poll`,
+//!   `VFIO_MIG_GET_PRECOPY_INFO` with the v2 flags, no position (`ESPIPE`), and a user copy that
+//!   faults part way.
+//!
+//! A driver implements [`Migration`]: what each arc does to the device (quiesce, stop, start...)
+//! and a [`Saver`] that produces the stream and a [`Loader`] that consumes it.
 //!
 //! C header: [`include/uapi/linux/vfio.h`](srctree/include/uapi/linux/vfio.h)
 
 use crate::{
     bindings,
     prelude::*, //
+};
+
+mod machine;
+mod session;
+
+pub use machine::{
+    Migration,
+    StateMachine, //
+};
+pub use session::{
+    Loader,
+    Saver,
+    Session,
+    WRITE_CHUNK, //
 };
 
 /// A migration state of a device, `enum vfio_device_mig_state`.
@@ -154,5 +183,11 @@ impl Flags {
     /// Returns the raw `VFIO_MIGRATION_*` bits.
     pub const fn bits(self) -> u32 {
         self.0
+    }
+
+    /// Returns the known flags of the raw `bits`.
+    pub const fn from_bits_truncate(bits: u32) -> Flags {
+        // INVARIANT: Only the known bits are kept.
+        Flags(bits & Flags::STOP_COPY.union(Flags::P2P).union(Flags::PRE_COPY).0)
     }
 }

@@ -195,10 +195,12 @@ pub trait Driver: Sized + 'static {
     /// Moves the device from its current state to `new`, which the vfio core checked to be a
     /// state the device supports (never [`State::Error`]).
     ///
-    /// The path is taken one arc at a time, as [`Device::mig_next_state`] gives them
-    /// ([`Device::mig_walk`] runs that loop). On error the device is left in the state it was in,
-    /// in any state on the path, or in [`State::Error`]. Returns the data file of an arc into a
-    /// saving or resuming state, which is always the last arc of its path.
+    /// A driver hands this, [`Driver::migration_get_state`], [`Driver::migration_get_data_size`],
+    /// [`Driver::reset_done`] and [`Driver::close_device`] to the
+    /// [`StateMachine`](super::migration::StateMachine) in its data, which implements the uAPI's
+    /// rules; the driver says what each arc does to the device through
+    /// [`Migration`](super::migration::Migration). Returns the data file of an arc into a saving
+    /// or resuming state, which is always the last arc of its path.
     fn migration_set_state(_dev: &Device<Self>, _new: State) -> Result<Option<ARef<File>>> {
         build_error!(VTABLE_DEFAULT_ERROR)
     }
@@ -436,64 +438,6 @@ impl<T: Driver> Device<T> {
         unsafe { &*(*self.core.get()).pdev.cast() }
     }
 
-    /// Returns the next arc on the way from `cur` to `new`, by the vfio core's state machine for
-    /// the device's features (`vfio_mig_get_next_state`).
-    ///
-    /// Returns `new` itself when `cur -> new` is a single arc, and [`EINVAL`] when either state
-    /// is not supported by the device's features, `cur` is [`State::Error`] (only a reset leaves
-    /// it), or no path exists (e.g. STOP_COPY -> PRE_COPY).
-    pub fn mig_next_state(&self, cur: State, new: State) -> Result<State> {
-        // The core WARNs on a current state the device cannot be in: refuse it here.
-        if !cur.is_supported(T::MIGRATION_FLAGS) || !new.is_supported(T::MIGRATION_FLAGS) {
-            return Err(EINVAL);
-        }
-        let mut next = bindings::vfio_device_mig_state::VFIO_DEVICE_STATE_ERROR;
-        // SAFETY: The device is valid and its `migration_flags` are `T::MIGRATION_FLAGS`, which
-        // support both states, so the function neither WARNs nor indexes out of its tables.
-        to_result(unsafe {
-            bindings::vfio_mig_get_next_state(
-                self.as_vfio_raw(),
-                bindings::vfio_device_mig_state(cur as u32),
-                bindings::vfio_device_mig_state(new as u32),
-                &mut next,
-            )
-        })?;
-        State::try_from(next.0)
-    }
-
-    /// Walks the migration state machine from `*cur` to `new`, calling `step(from, to)` for each
-    /// arc and updating `*cur` after each arc that succeeded.
-    ///
-    /// Returns the data file of the last arc. The first error ends the walk, with `*cur` the last
-    /// state reached; a driver whose `step` left the device broken records that and moves it to
-    /// [`State::Error`] afterwards. A data file from an arc that is not the last fails the walk
-    /// with [`EINVAL`]: the state machine never passes through a state that hands one out.
-    pub fn mig_walk(
-        &self,
-        cur: &mut State,
-        new: State,
-        mut step: impl FnMut(State, State) -> Result<Option<ARef<File>>>,
-    ) -> Result<Option<ARef<File>>> {
-        let mut file = None;
-        while *cur != new {
-            if file.is_some() {
-                return Err(EINVAL);
-            }
-            let next = self.mig_next_state(*cur, new)?;
-            file = step(*cur, next)?;
-            *cur = next;
-        }
-        Ok(file)
-    }
-
-    /// Returns whether userspace opted in to the v2 `VFIO_MIG_GET_PRECOPY_INFO` behaviour
-    /// (`VFIO_DEVICE_FEATURE_MIG_PRECOPY_INFOv2`) since the device was opened.
-    pub fn precopy_info_v2(&self) -> bool {
-        // SAFETY: The device is valid; the core writes the byte from the feature ioctl, so it is
-        // read once, without assuming it stable.
-        unsafe { core::ptr::read_volatile(&raw const (*self.as_vfio_raw()).precopy_info_v2) != 0 }
-    }
-
     /// Returns the raw `struct vfio_pci_core_device`.
     fn as_raw(&self) -> *mut bindings::vfio_pci_core_device {
         self.core.get()
@@ -588,6 +532,14 @@ impl<T: Driver> Device<T> {
 impl<T: Driver> AsRef<device::Device> for Device<T> {
     fn as_ref(&self) -> &device::Device {
         self.pci_dev().as_ref()
+    }
+}
+
+impl<T: Driver> AsRef<super::Device> for Device<T> {
+    fn as_ref(&self) -> &super::Device {
+        // SAFETY: By the type invariants the `vfio_device` is initialised, and lives as long as
+        // `self`; its migration ops and flags are set before it is registered.
+        unsafe { super::Device::from_raw(self.as_vfio_raw()) }
     }
 }
 

@@ -6,16 +6,16 @@
 //! hands them to userspace through `vfio_pci_core`, exactly like `vfio-pci`, adding the VFIO
 //! migration v2 uAPI with STOP_COPY, P2P and PRE_COPY.
 //!
-//! The generic part does not know which device it drives: [`fsm`] says what each arc of the
-//! state machine does, [`session`] moves the [`stream`] through the data files, and a
-//! [`backend::Backend`] does the device-specific work.
+//! The state machine, its lock and reset protocol and the data files are
+//! `kernel::vfio::migration`'s: this driver says what each arc does to the device
+//! ([`Migration`]), and [`session`] moves the [`stream`] between the data files and the device.
+//! The generic part does not know which device it drives: a [`backend::Backend`] does the
+//! device-specific work.
 //!
 //! # Locking
 //!
-//! `RustMigDevice::state` serialises the state machine. Its order: state lock, then a session's
-//! I/O lock, then the core's `memory_lock`, then the dirty log's lock. `reset_done` may run
-//! under `memory_lock`, so it only try-locks the state lock; when that fails, the reset is
-//! deferred to whoever holds it, which applies it before unlocking (see [`StateGuard`]).
+//! The state machine's lock, then a session's I/O lock, then the core's `memory_lock`, then the
+//! dirty log's lock.
 
 use core::fmt::Write;
 use kernel::{
@@ -25,27 +25,18 @@ use kernel::{
     },
     fs::File,
     new_mutex,
-    new_spinlock,
     pci,
     prelude::*,
-    sync::atomic::{
-        Atomic,
-        Relaxed, //
-    },
     sync::{
         aref::ARef,
-        lock::{
-            mutex::MutexBackend,
-            Guard, //
-        },
-        Arc,
-        Mutex,
-        SpinLock, //
+        Mutex, //
     },
     vfio::{
         migration::{
             Flags,
-            State, //
+            Migration,
+            State,
+            StateMachine, //
         },
         pci::{
             self as vfio_pci,
@@ -62,7 +53,6 @@ use kernel::{
 mod backend;
 mod dirty;
 mod edu;
-mod fsm;
 mod ivshmem;
 mod ratelimit;
 mod session;
@@ -75,9 +65,7 @@ use backend::{
     Held, //
 };
 use dirty::DirtyLog;
-use fsm::Step;
 use ratelimit::Ratelimit;
-use session::Session;
 use stream::{
     Header,
     Identity,
@@ -112,10 +100,7 @@ pub(crate) struct RustMigDevice {
     pub(crate) layout: Layout,
     /// The migration state machine.
     #[pin]
-    state: Mutex<Inner>,
-    /// A reset happened while the state lock was held: the holder applies it.
-    #[pin]
-    deferred_reset: SpinLock<bool>,
+    machine: StateMachine<RustMig>,
     /// The DMA dirty log while logging runs (for a backend whose DMA is known, see [`Dma`]).
     #[pin]
     log: Mutex<Option<DirtyLog>>,
@@ -123,76 +108,6 @@ pub(crate) struct RustMigDevice {
     pub(crate) refusals: Ratelimit,
     /// What the backend holds for the stopped device until it runs (see [`Held`]).
     pub(crate) held: Held,
-    /// The resets so far, counted under `memory_lock` by `reset_done` even when it defers the
-    /// rest: a session opened before a reset touches the device no more (see [`Session`]).
-    pub(crate) resets: Atomic<u64>,
-}
-
-/// The state behind [`RustMigDevice::state`].
-struct Inner {
-    /// The migration state.
-    state: State,
-    /// The session (saving or resuming) of the current state, if any.
-    session: Option<Arc<Session>>,
-}
-
-impl Inner {
-    /// Ends the session, if any.
-    fn end_session(&mut self) {
-        if let Some(s) = self.session.take() {
-            s.disable();
-        }
-    }
-
-    /// Returns to RUNNING with no session: after a reset, or when the device is closed.
-    fn reset(&mut self, dev: &vfio_pci::Device<RustMig>) {
-        self.end_session();
-        self.state = State::Running;
-        // A reset device takes nothing of a stream loaded before.
-        dev.data().held.take();
-        dev.unfence_bars();
-    }
-}
-
-/// The state lock held; dropping it applies a deferred reset before unlocking.
-struct StateGuard<'a> {
-    dev: &'a vfio_pci::Device<RustMig>,
-    guard: Option<Guard<'a, Inner, MutexBackend>>,
-}
-
-impl<'a> StateGuard<'a> {
-    /// Takes the state lock of `dev`.
-    fn lock(dev: &'a vfio_pci::Device<RustMig>) -> Self {
-        StateGuard {
-            dev,
-            guard: Some(dev.data().state.lock()),
-        }
-    }
-
-    /// Returns the state.
-    fn inner(&mut self) -> &mut Inner {
-        // INVARIANT: `guard` is `Some` until `drop`.
-        self.guard.as_deref_mut().unwrap_or_else(|| unreachable!())
-    }
-}
-
-impl Drop for StateGuard<'_> {
-    fn drop(&mut self) {
-        let dev = self.dev;
-        loop {
-            let mut pending = dev.data().deferred_reset.lock();
-            if *pending {
-                *pending = false;
-                drop(pending);
-                self.inner().reset(dev);
-                continue;
-            }
-            // Unlock with the reset flag's lock held: a reset that comes later will find the
-            // state lock free and apply itself.
-            self.guard = None;
-            return;
-        }
-    }
 }
 
 impl RustMigDevice {
@@ -220,45 +135,6 @@ impl RustMigDevice {
             return Err(EINVAL);
         }
         Ok(())
-    }
-
-    /// Carries out one arc of the state machine.
-    fn step(
-        dev: &vfio_pci::Device<RustMig>,
-        inner: &mut Inner,
-        from: State,
-        to: State,
-    ) -> Result<Option<ARef<File>>> {
-        let data = dev.data();
-        let mut file = None;
-        for &s in fsm::steps(from, to)? {
-            match s {
-                Step::Quiesce => data.backend.quiesce(&dev.lock_bars()?)?,
-                Step::Unquiesce => data.backend.unquiesce(&dev.lock_bars()?)?,
-                Step::Stop => {
-                    dev.fence_bars();
-                    data.backend.stop(&dev.lock_bars()?)?;
-                }
-                Step::Start => {
-                    data.backend.start(&dev.lock_bars()?, &data.held)?;
-                    dev.unfence_bars();
-                }
-                Step::SavePrecopy | Step::SaveAll | Step::Resume => {
-                    let save = match s {
-                        Step::SaveAll => Some(true),
-                        Step::SavePrecopy => Some(false),
-                        _ => None,
-                    };
-                    let (sess, f) = Session::open(dev, save, dev.precopy_info_v2())?;
-                    inner.session = Some(sess);
-                    file = Some(f);
-                }
-                Step::FinishSave => inner.session.as_ref().ok_or(EINVAL)?.finish_save(),
-                Step::FinishResume => inner.session.as_ref().ok_or(EINVAL)?.finish_resume()?,
-                Step::EndSession => inner.end_session(),
-            }
-        }
-        Ok(file)
     }
 }
 
@@ -334,16 +210,11 @@ impl vfio_pci::Driver for RustMig {
             backend: backend?,
             identity: identity?,
             layout: layout?,
-            state <- new_mutex!(Inner {
-                state: State::Running,
-                session: None,
-            }, "rustmig::RustMigDevice::state"),
-            deferred_reset <- new_spinlock!(false, "rustmig::RustMigDevice::deferred_reset"),
+            machine <- StateMachine::new(),
             log <- new_mutex!(None, "rustmig::RustMigDevice::log"),
             // Ten messages per five seconds.
             refusals: Ratelimit::new(10, 5_000_000_000),
             held: Held::default(),
-            resets: Atomic::new(0),
         })
     }
 
@@ -355,52 +226,15 @@ impl vfio_pci::Driver for RustMig {
 
     fn close_device(dev: &vfio_pci::Device<Self>) {
         *dev.data().log.lock() = None;
-        StateGuard::lock(dev).inner().reset(dev);
+        dev.data().machine.close(dev);
     }
 
     fn reset_done(dev: &vfio_pci::Device<Self>) {
-        // This may run under the core's `memory_lock`, which the state lock's holders take:
-        // never wait for the state lock here.
-        let data = dev.data();
-        // Before anything else: a session's I/O, which checks the count under `memory_lock`,
-        // touches the reset device no more, even while the rest of the reset is deferred.
-        data.resets.add(1, Relaxed);
-        let mut pending = data.deferred_reset.lock();
-        *pending = true;
-        let Some(guard) = data.state.try_lock() else {
-            return;
-        };
-        drop(pending);
-        // Applies the reset as it unlocks.
-        drop(StateGuard {
-            dev,
-            guard: Some(guard),
-        });
+        dev.data().machine.reset_done(dev);
     }
 
     fn migration_set_state(dev: &vfio_pci::Device<Self>, new: State) -> Result<Option<ARef<File>>> {
-        let mut g = StateGuard::lock(dev);
-        let inner = g.inner();
-        let mut cur = inner.state;
-        let mut broken = false;
-        let res = dev.mig_walk(&mut cur, new, |from, to| {
-            RustMigDevice::step(dev, inner, from, to).inspect_err(|e| {
-                if dev.data().refusals.allow(dev.as_ref()) {
-                    dev_err!(dev, "migration: {from:?} -> {to:?} failed: {e:?}\n");
-                }
-                broken = true;
-            })
-        });
-        inner.state = cur;
-        if broken {
-            // A failed arc leaves the device in an unknown state: only a reset leaves ERROR.
-            // A request the state machine refuses (no arc leads there) changes nothing.
-            inner.end_session();
-            inner.state = State::Error;
-            // Its state may be half written: the user cannot reach it until the reset.
-            dev.fence_bars();
-        }
-        res
+        dev.data().machine.set_state(dev, new)
     }
 
     /// DMA logging is offered for devices whose every DMA write to memory the backend knows of:
@@ -513,17 +347,68 @@ impl vfio_pci::Driver for RustMig {
     }
 
     fn migration_get_state(dev: &vfio_pci::Device<Self>) -> Result<State> {
-        Ok(StateGuard::lock(dev).inner().state)
+        Ok(dev.data().machine.state(dev))
     }
 
     fn migration_get_data_size(dev: &vfio_pci::Device<Self>) -> Result<usize> {
-        let mut g = StateGuard::lock(dev);
-        let inner = g.inner();
-        let size = match (&inner.session, inner.state) {
-            (Some(s), State::PreCopy | State::PreCopyP2p | State::StopCopy) => s.remaining(),
-            _ => dev.data().layout.stream_len(),
-        };
-        usize::try_from(size).map_err(|_| EOVERFLOW)
+        dev.data().machine.data_size(dev)
+    }
+}
+
+/// What each arc of the state machine does to a rustmig device.
+#[vtable]
+impl Migration for RustMig {
+    type Device = vfio_pci::Device<RustMig>;
+    type Saver = session::Saver;
+    type Loader = session::Loader;
+    const DATA_FILE_NAME: &'static CStr = c"rustmig_vfio_pci";
+
+    fn quiesce(dev: &Self::Device) -> Result {
+        dev.data().backend.quiesce(&dev.lock_bars()?)
+    }
+
+    fn unquiesce(dev: &Self::Device) -> Result {
+        dev.data().backend.unquiesce(&dev.lock_bars()?)
+    }
+
+    /// Fences off the user's BAR access, then lets the backend stop the device.
+    fn stop(dev: &Self::Device) -> Result {
+        dev.fence_bars();
+        dev.data().backend.stop(&dev.lock_bars()?)
+    }
+
+    /// Lets the backend start the device, then lifts the fence.
+    fn start(dev: &Self::Device) -> Result {
+        let data = dev.data();
+        data.backend.start(&dev.lock_bars()?, &data.held)?;
+        dev.unfence_bars();
+        Ok(())
+    }
+
+    fn save(dev: &Self::Device, _stop_copy: bool) -> Result<session::Saver> {
+        Ok(session::Saver::new(dev))
+    }
+
+    fn resume(dev: &Self::Device) -> Result<session::Loader> {
+        session::Loader::new(dev)
+    }
+
+    fn data_size(dev: &Self::Device) -> Result<u64> {
+        Ok(dev.data().layout.stream_len())
+    }
+
+    fn failed(dev: &Self::Device, from: State, to: State, err: Error) {
+        if dev.data().refusals.allow(dev.as_ref()) {
+            dev_err!(dev, "migration: {from:?} -> {to:?} failed: {err:?}\n");
+        }
+        // Its state may be half written: the user cannot reach it until the reset.
+        dev.fence_bars();
+    }
+
+    fn reset(dev: &Self::Device) {
+        // A reset device takes nothing of a stream loaded before.
+        dev.data().held.take();
+        dev.unfence_bars();
     }
 }
 
