@@ -125,12 +125,15 @@ try: kernel selftests
 
 # `make mutants`: each logic mutation of mk/mutants.txt built into the driver
 # as an external module and run against the fast suite in one VM (more if one
-# brings the VM down); the table says which test killed each. ONLY='A B'
-# runs those mutants again and keeps the other verdicts.
+# brings the VM down); each mutation of the kernel crate's migration core is
+# a kernel of its own (built in $(CACHE)/obj-mutant, a few minutes each) and
+# boots alone. The table says which test killed each. ONLY='A B' runs those
+# mutants again and keeps the other verdicts.
 MUTANTS := $(CACHE)/mutants
 mutants: kernel selftests
 	@$(STAGE) mutants-build python3 $(REPO)/mk/mutants.py build $(REPO) $(SRC) $(OBJ) $(MUTANTS)
-	@$(STAGE) vm-mutants $(REPO)/mk/mutants-run.sh $(REPO) $(OBJ) $(STOUT) $(MUTANTS) $(RUN)/mutants $(ONLY)
+	@$(STAGE) vm-mutants $(REPO)/mk/mutants-run.sh $(REPO) $(SRC) $(OBJ) $(CACHE)/obj-mutant $(STOUT) \
+		$(MUTANTS) $(RUN)/mutants $(ONLY)
 	@python3 $(REPO)/mk/mutants.py report $(REPO) $(RUN)/mutants/results
 
 # `make qemu-repro`: the lost virtio notification of multi-threaded TCG

@@ -68,7 +68,8 @@ for m in $(cat "$RUSTMIG_INJECT/list"); do
 	fi
 	# Its KUnit suites ran as it loaded.
 	if [ -z "$verdict" ]; then
-		for r in /sys/kernel/debug/kunit/rustmig_*/results; do
+		for r in /sys/kernel/debug/kunit/rustmig_*/results /sys/kernel/debug/kunit/vfio_migration_*/results; do
+			[ -f "$r" ] || continue
 			if grep -q '^    not ok' "$r"; then
 				verdict="killed by KUnit $(basename "$(dirname "$r")"): $(grep -m1 '^    not ok' "$r" | sed 's/^ *not ok [0-9]* //')"
 				break

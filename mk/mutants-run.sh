@@ -1,38 +1,60 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: GPL-2.0
 #
-# Run the mutants built by mk/mutants.py in the VM (mk/guest-mutants.sh),
-# booting a new VM for the rest whenever one dies or hangs on a mutant (that
-# mutant is then killed: it brought the kernel down or stuck it).
+# Run the mutants of mk/mutants.txt in the VM (mk/guest-mutants.sh). The
+# driver's mutants, built by mk/mutants.py as modules, share VMs: a new VM
+# boots for the rest whenever one dies or hangs on a mutant (that mutant is
+# then killed: it brought the kernel down or stuck it). Each kernel crate
+# mutant is a kernel of its own, built in OBJ_M and booted alone.
 #
-# Usage: mutants-run.sh REPO OBJ TESTS MUTANTS_DIR OUT_DIR [NAME...]
+# Usage: mutants-run.sh REPO SRC OBJ OBJ_M TESTS MUTANTS_DIR OUT_DIR [NAME...]
 # With NAMEs, only those mutants run again; the others keep their verdicts.
 set -uo pipefail
-repo=$1 obj=$2 tests=$3 mutants=$4 out=$5
-shift 5
+repo=$1 src=$2 obj=$3 obj_m=$4 tests=$5 mutants=$6 out=$7
+shift 7
+all=$(cat "$mutants/list" "$mutants/core-list")
 if [ $# -gt 0 ]; then
 	for m in "$@"; do
-		grep -qx "$m" "$mutants/list" || { echo "mutants: no mutant $m" >&2; exit 2; }
+		grep -qx "$m" <<< "$all" || { echo "mutants: no mutant $m" >&2; exit 2; }
 		rm -f "$out/results/mutant-$m".*
 	done
 else
 	rm -rf "$out"
 fi
-n=$(wc -l < "$mutants/list")
-for boot in $(seq 1 "$n"); do
-	left=0
-	for m in $(cat "$mutants/list"); do
-		[ -s "$out/results/mutant-$m.txt" ] || left=$((left + 1))
-	done
-	[ "$left" = 0 ] && break
-	echo "mutants: VM $boot, $left mutant(s) to run"
-	RUSTMIG_VM_STALL=${RUSTMIG_VM_STALL:-240} "$repo/mk/vm.sh" --mode mutants --keep --obj "$obj" \
-		--tests "$tests" --out "$out" --inject "$mutants" | grep -E '^(== mutant|   [a-z0-9-]+: |vm: )'
+
+# vm NAME_LIST OBJ INJECT: one VM for the mutants left of INJECT/list.
+vm() {
+	RUSTMIG_VM_STALL=${RUSTMIG_VM_STALL:-240} "$repo/mk/vm.sh" --mode mutants --keep --obj "$2" \
+		--tests "$tests" --out "$out" --inject "$3" | grep -E '^(== mutant|   [a-z0-9-]+: |vm: )'
 	# The mutant the VM was running when it died.
 	for t in "$out"/results/mutant-*.txt.tmp; do
 		[ -e "$t" ] || continue
 		mv "$t" "${t%.tmp}"
 		echo "mutants: $(basename "${t%.txt.tmp}" | sed 's/^mutant-//'): $(cat "${t%.tmp}")"
 	done
+}
+
+decided() { [ -s "$out/results/mutant-$1.txt" ]; }
+
+n=$(wc -l < "$mutants/list")
+for boot in $(seq 1 "$n"); do
+	left=0
+	for m in $(cat "$mutants/list"); do
+		decided "$m" || left=$((left + 1))
+	done
+	[ "$left" = 0 ] && break
+	echo "mutants: VM $boot, $left driver mutant(s) to run"
+	vm list "$obj" "$mutants"
+done
+
+for m in $(cat "$mutants/core-list"); do
+	decided "$m" && continue
+	echo "mutants: building the kernel of $m"
+	if ! python3 "$repo/mk/mutants.py" build-core "$repo" "$src" "$obj" "$obj_m" "$mutants" "$m"; then
+		echo "mutants: $m does not build" >&2
+		exit 1
+	fi
+	vm list "$obj_m" "$mutants/core/$m"
+	decided "$m" || echo "not run: the VM ended before the mutant ran" > "$out/results/mutant-$m.txt"
 done
 exit 0

@@ -1,11 +1,20 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: GPL-2.0
-"""`make mutants`: build each mutant of mk/mutants.txt as an external module,
-or print the table of a run of them.
+"""`make mutants`: build each mutant of mk/mutants.txt, or print the table of
+a run of them.
 
-  mutants.py build REPO SRC OBJ OUT   the driver with each mutation, built in
+  mutants.py build REPO SRC OBJ OUT   the driver with each of its mutations,
+                                      built as an external module in
                                       OUT/NAME/rustmig_vfio_pci.ko (OUT/list
-                                      names them, one a line)
+                                      names them, one a line; OUT/core-list
+                                      names the kernel crate's mutants)
+  mutants.py build-core REPO SRC OBJ OBJ_M OUT NAME
+                                      the kernel with the kernel crate's
+                                      mutation NAME, built in OBJ_M (a build
+                                      tree of its own, with OBJ's config);
+                                      its rustmig module is copied to
+                                      OUT/core/NAME/NAME/ and OUT/core/NAME/list
+                                      names it. SRC is restored afterwards.
   mutants.py report REPO RESULTS      the table: each mutant, killed by which
                                       test, or survived and why; exit 1 when
                                       fewer than 90% are killed or a survivor
@@ -17,6 +26,26 @@ import subprocess
 import sys
 
 DRV = "drivers/vfio/pci/rustmig"
+KO = "rustmig_vfio_pci.ko"
+
+
+def is_core(m):
+    """A mutant of the kernel crate, not of the driver."""
+    return "/" in m["file"]
+
+
+def mutate(text, m):
+    """The text with the mutation of @m, or None when its text is not found once."""
+    n = text.count(m["old"])
+    if n != 1:
+        print("mutants: %s: its text is found %d times in %s, not once" %
+              (m["name"], n, m["file"]), file=sys.stderr)
+        return None
+    return text.replace(m["old"], m["new"])
+
+
+def make_env():
+    return dict(os.environ, PATH="/usr/bin:/usr/sbin:" + os.environ.get("PATH", ""))
 
 
 def parse(repo):
@@ -55,30 +84,77 @@ def build(repo, src, obj, out):
     mutants = parse(repo)
     shutil.rmtree(out, ignore_errors=True)
     os.makedirs(out)
-    env = dict(os.environ, PATH="/usr/bin:/usr/sbin:" + os.environ.get("PATH", ""))
-    for m in mutants:
+    driver = [m for m in mutants if not is_core(m)]
+    core = [m for m in mutants if is_core(m)]
+    for m in core:
+        # Checked now, built one at a time by build-core.
+        with open(os.path.join(repo, m["file"])) as f:
+            if mutate(f.read(), m) is None:
+                return 1
+    for m in driver:
         d = os.path.join(out, m["name"])
         shutil.copytree(os.path.join(repo, DRV), d)
         path = os.path.join(d, m["file"])
         with open(path) as f:
-            text = f.read()
-        n = text.count(m["old"])
-        if n != 1:
-            print("mutants: %s: its text is found %d times in %s, not once" %
-                  (m["name"], n, m["file"]), file=sys.stderr)
+            text = mutate(f.read(), m)
+        if text is None:
             return 1
         with open(path, "w") as f:
-            f.write(text.replace(m["old"], m["new"]))
+            f.write(text)
         r = subprocess.run(["make", "-C", src, "O=" + obj, "LLVM=1", "M=" + d, "modules"],
-                           capture_output=True, text=True, env=env)
-        if r.returncode or not os.path.exists(os.path.join(d, "rustmig_vfio_pci.ko")):
+                           capture_output=True, text=True, env=make_env())
+        if r.returncode or not os.path.exists(os.path.join(d, KO)):
             print("mutants: %s does not build:\n%s" % (m["name"], (r.stdout + r.stderr)[-3000:]),
                   file=sys.stderr)
             return 1
         print("mutants: built %s" % m["name"], flush=True)
     with open(os.path.join(out, "list"), "w") as f:
-        f.write("".join(m["name"] + "\n" for m in mutants))
-    print("mutants: %d built in %s" % (len(mutants), out))
+        f.write("".join(m["name"] + "\n" for m in driver))
+    with open(os.path.join(out, "core-list"), "w") as f:
+        f.write("".join(m["name"] + "\n" for m in core))
+    print("mutants: %d driver mutants built in %s; %d kernel crate mutants to build one by one"
+          % (len(driver), out, len(core)))
+    return 0
+
+
+def build_core(repo, src, obj, obj_m, out, name):
+    m = next((m for m in parse(repo) if m["name"] == name and is_core(m)), None)
+    if m is None:
+        print("mutants: no kernel crate mutant %s" % name, file=sys.stderr)
+        return 2
+    os.makedirs(obj_m, exist_ok=True)
+    shutil.copyfile(os.path.join(obj, ".config"), os.path.join(obj_m, ".config"))
+    path = os.path.join(src, m["file"])
+    st = os.stat(path)
+    with open(path) as f:
+        text = f.read()
+    mutated = mutate(text, m)
+    if mutated is None:
+        return 1
+    jobs = str((os.cpu_count() or 1) + 1)
+    try:
+        with open(path, "w") as f:
+            f.write(mutated)
+        r = subprocess.run(["make", "-C", src, "O=" + obj_m, "LLVM=1", "-j" + jobs,
+                            "olddefconfig", "bzImage", "modules"],
+                           capture_output=True, text=True, env=make_env())
+    finally:
+        # The test kernel's tree sees the file it was built from, as it was.
+        with open(path, "w") as f:
+            f.write(text)
+        os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    ko = os.path.join(obj_m, DRV, KO)
+    if r.returncode or not os.path.exists(ko):
+        print("mutants: %s does not build:\n%s" % (name, (r.stdout + r.stderr)[-3000:]),
+              file=sys.stderr)
+        return 1
+    d = os.path.join(out, "core", name)
+    shutil.rmtree(d, ignore_errors=True)
+    os.makedirs(os.path.join(d, name))
+    shutil.copyfile(ko, os.path.join(d, name, KO))
+    with open(os.path.join(d, "list"), "w") as f:
+        f.write(name + "\n")
+    print("mutants: built the kernel of %s in %s" % (name, obj_m), flush=True)
     return 0
 
 
@@ -103,7 +179,7 @@ def report(repo, results):
             bad += 1
             rows.append((m["name"], "NOT RUN", verdict))
     w = max(len(r[0]) for r in rows)
-    print("mutants of the driver (mk/mutants.txt), run against the fast suite:")
+    print("mutants of the driver and the kernel crate (mk/mutants.txt), run against the fast suite:")
     print("  %-*s  %-8s  %s" % (w, "mutant", "result", "killed by / why it survives"))
     for r in rows:
         print("  %-*s  %-8s  %s" % (w, r[0], r[1], r[2]))
@@ -120,6 +196,8 @@ def report(repo, results):
 def main():
     if len(sys.argv) == 6 and sys.argv[1] == "build":
         return build(*sys.argv[2:])
+    if len(sys.argv) == 8 and sys.argv[1] == "build-core":
+        return build_core(*sys.argv[2:])
     if len(sys.argv) == 4 and sys.argv[1] == "report":
         return report(*sys.argv[2:])
     print(__doc__, file=sys.stderr)
