@@ -90,8 +90,9 @@ gate_short_load() {
 # A saving session, read and measured (MIG_DATA_SIZE) in every saving state.
 gate_lock_order() {
 	pci_bind "$C" "$RUSTMIG_DRV" || return 1
-	VFIO_MIGRATION_TEST_FLAGS=7 VFIO_MIGRATION_TEST_STREAM=rustmig \
-		"$RUSTMIG_TESTS/vfio_pci_migration_test" -t data_size_is_exact_in_every_saving_state "$C"
+	VFIO_MIGRATION_TEST_FLAGS=7 VFIO_MIGRATION_TEST_STREAM=rustmig VFIO_MIGRATION_TEST_DMA_LOG=clean \
+		"$RUSTMIG_TESTS/vfio_pci_migration_test" -t data_size_is_exact_in_every_saving_state \
+		-t dma_logging_follows_the_uapi_rules "$C"
 }
 
 for name in resume-eio short-load lock-order leak use-after-free; do
