@@ -10,8 +10,11 @@ export HOME=/tmp LANG=C
 mount -t proc proc /proc
 mount -t sysfs sys /sys
 mountpoint -q /dev || mount -t devtmpfs dev /dev
-mount -t tmpfs tmp /tmp
 mount -t tmpfs run /run
+# The host's /tmp, kept reachable under the guest's own: a repository or a
+# cache under /tmp (a clone there) is bound back to its path below.
+mkdir -p /run/hosttmp && mount --bind /tmp /run/hosttmp
+mount -t tmpfs tmp /tmp
 mount -t debugfs debugfs /sys/kernel/debug
 mkdir -p /dev/hugepages && mount -t hugetlbfs hugetlbfs /dev/hugepages
 mkdir -p /tmp/out
@@ -33,18 +36,18 @@ if [ ! -f /tmp/out/env.sh ]; then
 	poweroff_now
 fi
 . /tmp/out/env.sh
-# The device behind each root port.
+for p in "$RUSTMIG_REPO" "$RUSTMIG_OBJ" "$RUSTMIG_TESTS" "$RUSTMIG_INJECT"; do
+	case "$p" in
+	/tmp/?*) mkdir -p "$p" && mount --bind "/run/hosttmp/${p#/tmp/}" "$p" ;;
+	esac
+done
+# The device behind each root port (mk/devices): RUSTMIG_BDF_NAME.
 below() { for d in /sys/bus/pci/devices/"$1"/0000:*; do [ -e "$d" ] && basename "$d" && return; done; }
-RUSTMIG_BDF_A=$(below "$RUSTMIG_PORT_A")
-RUSTMIG_BDF_B=$(below "$RUSTMIG_PORT_B")
-RUSTMIG_BDF_EDU=$(below "$RUSTMIG_PORT_EDU")
-RUSTMIG_BDF_C=$(below "$RUSTMIG_PORT_C")
-RUSTMIG_BDF_D=$(below "$RUSTMIG_PORT_D")
-RUSTMIG_BDF_EDU2=$(below "$RUSTMIG_PORT_EDU2")
-RUSTMIG_BDF_E=$(below "$RUSTMIG_PORT_E")
-RUSTMIG_BDF_F=$(below "$RUSTMIG_PORT_F")
-export RUSTMIG_MODE RUSTMIG_REPO RUSTMIG_OBJ RUSTMIG_TESTS RUSTMIG_BDF_A RUSTMIG_BDF_B \
-	RUSTMIG_BDF_EDU RUSTMIG_BDF_C RUSTMIG_BDF_D RUSTMIG_BDF_EDU2 RUSTMIG_BDF_E RUSTMIG_BDF_F RUSTMIG_IVSHMEM_MB \
+for name in $RUSTMIG_DEVICES; do
+	eval "RUSTMIG_BDF_$name=\$(below \"\$RUSTMIG_PORT_$name\")"
+	export "RUSTMIG_BDF_$name"
+done
+export RUSTMIG_MODE RUSTMIG_REPO RUSTMIG_OBJ RUSTMIG_TESTS RUSTMIG_DEVICES RUSTMIG_IVSHMEM_MB \
 	RUSTMIG_INJECT RUSTMIG_EARLY RUSTMIG_TRY RUSTMIG_REPRO_MINUTES
 export RUSTMIG_OUT=/tmp/out
 
@@ -53,9 +56,8 @@ export RUSTMIG_OUT=/tmp/out
 ( while sleep 10; do cat /proc/uptime > /tmp/out/heartbeat; done ) &
 heartbeat=$!
 
-echo "guest-init: kernel $(uname -r), mode $RUSTMIG_MODE, $(nproc) CPUs;" \
-	"ivshmem A=$RUSTMIG_BDF_A B=$RUSTMIG_BDF_B C=$RUSTMIG_BDF_C D=$RUSTMIG_BDF_D E=$RUSTMIG_BDF_E F=$RUSTMIG_BDF_F" \
-	"edu=$RUSTMIG_BDF_EDU edu2=$RUSTMIG_BDF_EDU2"
+echo "guest-init: kernel $(uname -r), mode $RUSTMIG_MODE, $(nproc) CPUs; devices" \
+	"$(for name in $RUSTMIG_DEVICES; do eval "printf '%s=%s ' $name \$RUSTMIG_BDF_$name"; done)"
 cd /tmp
 case "$RUSTMIG_MODE" in
 shell)

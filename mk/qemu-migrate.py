@@ -11,8 +11,9 @@
 #
 # CASE: plain, precopy, cancel, p2p, refused (all by default).
 #
-# Environment: RUSTMIG_BDF_{C,D,E,F,EDU,EDU2} (the devices, bound to rustmig)
-# and RUSTMIG_OUT (its ivshmem-{c,d,e,f} are the backing files of C, D, E, F).
+# Environment: RUSTMIG_BDF_NAME for each device NAME of mk/devices (C, D, E,
+# F, EDU and EDU2 are used, bound to rustmig) and RUSTMIG_OUT (its
+# ivshmem-{c,d,e,f} are the backing files of C, D, E, F).
 # Writes RESULTS_DIR/qemu-migration.tap and prints the report table.
 
 import json
@@ -24,7 +25,10 @@ import time
 
 RESULTS = sys.argv[1]
 OUT = os.environ["RUSTMIG_OUT"]
-BDF = {k: os.environ.get("RUSTMIG_BDF_" + k, "") for k in ("C", "D", "E", "F", "EDU", "EDU2")}
+DEVICES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "devices")
+with open(DEVICES) as _f:
+    BDF = {line.split()[0]: os.environ.get("RUSTMIG_BDF_" + line.split()[0], "")
+           for line in _f if line.strip() and not line.startswith("#")}
 TAP = os.path.join(RESULTS, "qemu-migration.tap")
 RUN = "/tmp/qemu-migrate"
 QEMU = "qemu-system-x86_64"

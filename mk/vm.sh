@@ -44,30 +44,37 @@ else
 	rm -rf "$out"
 fi
 mkdir -p "$out/results"
-truncate -s "${ivshmem_mb}M" "$out/ivshmem-a" "$out/ivshmem-b"
-# A second, small pair: quick tests of every arc, and the 1 MiB round trip.
-truncate -s 1M "$out/ivshmem-c" "$out/ivshmem-d"
-# E and F: the second device of each side of the QEMU migration with two devices.
-truncate -s 1M "$out/ivshmem-e" "$out/ivshmem-f"
 
-# Each device sits behind its own PCIe root port (so VFIO_DEVICE_RESET has a
-# bus reset to use) in a fixed slot; the guest finds the devices through them.
-port_a=0000:00:10.0 port_b=0000:00:11.0 port_edu=0000:00:12.0
-port_c=0000:00:13.0 port_d=0000:00:14.0 port_edu2=0000:00:15.0
-port_e=0000:00:16.0 port_f=0000:00:17.0
+# The devices (mk/devices): each behind its own PCIe root port in a fixed
+# slot, where the guest finds it.
+devargs=() ports=() names=()
+chassis=0
+while read -r name model memory slot _; do
+	case "$name" in ''|'#'*) continue ;; esac
+	chassis=$((chassis + 1))
+	lower=$(echo "$name" | tr 'A-Z' 'a-z')
+	devargs+=(-device "pcie-root-port,id=rp$lower,chassis=$chassis,slot=$chassis,addr=$slot")
+	case "$model" in
+	ivshmem-plain)
+		[ "$memory" = big ] && memory=${ivshmem_mb}M
+		truncate -s "$memory" "$out/ivshmem-$lower"
+		devargs+=(-object "memory-backend-file,id=mem$lower,size=$memory,mem-path=$out/ivshmem-$lower,share=on"
+			-device "ivshmem-plain,memdev=mem$lower,bus=rp$lower") ;;
+	*)
+		devargs+=(-device "$model,bus=rp$lower") ;;
+	esac
+	names+=("$name")
+	ports+=("RUSTMIG_PORT_$name=0000:00:${slot#0x}.0")
+done < "$repo/mk/devices"
+[ "${#names[@]}" -gt 0 ] || { echo "vm: no device in $repo/mk/devices" >&2; exit 2; }
+
 cat > "$out/env.sh" <<ENV
 RUSTMIG_MODE=$mode
 RUSTMIG_REPO=$repo
 RUSTMIG_OBJ=$obj
 RUSTMIG_TESTS=$tests
-RUSTMIG_PORT_A=$port_a
-RUSTMIG_PORT_B=$port_b
-RUSTMIG_PORT_EDU=$port_edu
-RUSTMIG_PORT_C=$port_c
-RUSTMIG_PORT_D=$port_d
-RUSTMIG_PORT_EDU2=$port_edu2
-RUSTMIG_PORT_E=$port_e
-RUSTMIG_PORT_F=$port_f
+RUSTMIG_DEVICES='${names[*]}'
+$(printf '%s\n' "${ports[@]}")
 RUSTMIG_IVSHMEM_MB=$ivshmem_mb
 RUSTMIG_INJECT=$inject
 RUSTMIG_EARLY=$early
@@ -104,35 +111,13 @@ args=(
 	-device virtio-9p-pci,fsdev=root,mount_tag=hostroot
 	-fsdev local,id=out,path="$out",security_model=none
 	-device virtio-9p-pci,fsdev=out,mount_tag=rustmigout
-	-object memory-backend-file,id=mema,size="${ivshmem_mb}M",mem-path="$out/ivshmem-a",share=on
-	-device pcie-root-port,id=rpa,chassis=1,slot=1,addr=0x10
-	-device ivshmem-plain,memdev=mema,bus=rpa
-	-object memory-backend-file,id=memb,size="${ivshmem_mb}M",mem-path="$out/ivshmem-b",share=on
-	-device pcie-root-port,id=rpb,chassis=2,slot=2,addr=0x11
-	-device ivshmem-plain,memdev=memb,bus=rpb
-	-device pcie-root-port,id=rpe,chassis=3,slot=3,addr=0x12
-	-device edu,bus=rpe
-	-object memory-backend-file,id=memc,size=1M,mem-path="$out/ivshmem-c",share=on
-	-device pcie-root-port,id=rpc,chassis=4,slot=4,addr=0x13
-	-device ivshmem-plain,memdev=memc,bus=rpc
-	-object memory-backend-file,id=memd,size=1M,mem-path="$out/ivshmem-d",share=on
-	-device pcie-root-port,id=rpd,chassis=5,slot=5,addr=0x14
-	-device ivshmem-plain,memdev=memd,bus=rpd
-	-device pcie-root-port,id=rpf,chassis=6,slot=6,addr=0x15
-	-device edu,bus=rpf
-	-object memory-backend-file,id=meme,size=1M,mem-path="$out/ivshmem-e",share=on
-	-device pcie-root-port,id=rpg,chassis=7,slot=7,addr=0x16
-	-device ivshmem-plain,memdev=meme,bus=rpg
-	-object memory-backend-file,id=memf,size=1M,mem-path="$out/ivshmem-f",share=on
-	-device pcie-root-port,id=rph,chassis=8,slot=8,addr=0x17
-	-device ivshmem-plain,memdev=memf,bus=rph
+	"${devargs[@]}"
 	-monitor unix:"$monitor",server=on,wait=off
 	-no-reboot
 )
 
-echo "vm: booting $(basename "$kernel") ($mode) with $($qemu --version | head -n 1), -accel $accel, $cpus vCPUs, monitor $monitor: ivshmem A and B (${ivshmem_mb} MiB each), edu," \
-	"ivshmem C, D, E, F (1 MiB each), a second edu behind root ports $port_a $port_b" \
-	"$port_edu $port_c $port_d $port_edu2 $port_e $port_f"
+echo "vm: booting $(basename "$kernel") ($mode) with $($qemu --version | head -n 1), -accel $accel, $cpus vCPUs, monitor $monitor:" \
+	"devices ${names[*]} (mk/devices; ivshmem A and B ${ivshmem_mb} MiB each)"
 if [ "$mode" = shell ]; then
 	exec "$qemu" "${args[@]}" -nographic
 fi
