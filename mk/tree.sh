@@ -34,7 +34,7 @@ if [ -f "$series" ]; then
 fi
 
 want=$( { stat -c '%n %s %Y' "$tarball"; for p in "${patches[@]}"; do
-	sha256sum "$repo/patches/$p"; done; } | sha256sum | cut -d' ' -f1)
+	echo "$p $(sha256sum < "$repo/patches/$p")"; done; } | sha256sum | cut -d' ' -f1)
 have=$(cat "$state/stamp" 2>/dev/null || true)
 
 if [ "$want" != "$have" ] || [ ! -f "$src/Makefile" ]; then
