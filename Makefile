@@ -28,7 +28,7 @@ KMAKE  := $(MAKE) -C $(SRC) O=$(OBJ) LLVM=1 CLIPPY=1 -j$(JOBS)
 KOUT   := $(OBJ)/arch/x86/boot/bzImage
 STOUT  := $(CACHE)/selftests
 
-.PHONY: all check gate-proof gate-build gate-early bench deps tree config kernel rustcheck selftests demo vm-check \
+.PHONY: all check oot series series-check gate-proof gate-build gate-early bench deps tree config kernel rustcheck selftests demo vm-check \
 	shell try qemu-repro mutants help clean distclean rustfmt tools
 
 # `make`: build everything and boot the VM to show the driver at work.
@@ -42,7 +42,7 @@ all: kernel selftests
 # `make check EARLY=NAME`: only the check, with the driver with the bug of
 # mk/inject/NAME.patch bound to a device first; the run must fail on its report.
 EARLY ?=
-check: kernel rustcheck selftests tools gate-build
+check: kernel rustcheck oot selftests tools gate-build
 	@$(STAGE) vm-tests $(REPO)/mk/check-vms.sh $(REPO) $(OBJ) $(STOUT) $(RUN) $(INSPECT) $(INJECT) $(EARLY)
 	@$(MAKE) --no-print-directory gate-proof GATE_TAP=$(RUN)/check/results/gate.tap || \
 		{ [ -s $(RUN)/check/results/gate.tap ] || printf 'not ok 1 gate: the gate proof did not run (see above)\n1..1\n' \
@@ -94,6 +94,29 @@ config: tree
 
 kernel: config
 	@$(STAGE) kernel-build $(REPO)/mk/kbuild.sh $(OBJ)/build.log $(KMAKE) all
+
+# `make series`: the repository as a patch series against pristine 7.3
+# (mk/series.txt: the kernel crate, the driver, the sample, the docs, the
+# selftests), each patch signed off by AUTHOR and checked by checkpatch
+# --strict, in $(SERIES_OUT). `make series-check` applies them one by one to
+# the pristine tree and builds the kernel after each (long: not in make check).
+TARBALL    ?= /usr/src/linux-source-7.3.tar.xz
+AUTHOR     ?= rustmig <rustmig@localhost>
+SERIES_OUT ?= $(CACHE)/series/out
+series: deps
+	@$(STAGE) series python3 $(REPO)/mk/series.py series $(REPO) $(TARBALL) $(CACHE)/series \
+		$(SERIES_OUT) "$(AUTHOR)"
+
+series-check: series
+	@$(STAGE) series-check python3 $(REPO)/mk/series.py check $(CACHE)/series $(SERIES_OUT) \
+		$(FRAGMENTS)
+
+# `make oot`: the driver built out of tree from the top-level Kbuild, as a
+# user of a 7.3 tree with the kernel crate's vfio abstractions would build it
+# (make -C TREE M=REPO); `make check` does it once.
+OOT := $(CACHE)/oot
+oot: kernel
+	@$(STAGE) oot $(REPO)/mk/oot.sh $(SRC) $(OBJ) $(REPO) $(OOT)
 
 # rustfmt and clippy over the project's Rust code (the tree's own code is
 # checked by its maintainers; a clippy pass over it would double the build).
@@ -163,6 +186,8 @@ help:
 	@echo '  make config     configure $(OBJ) from kernel/configs/*.config'
 	@echo '  make kernel     build bzImage and modules'
 	@echo '  make rustcheck  rustfmt check, and no rustc/clippy warning in the project'"'"'s Rust code'
+	@echo '  make oot        the driver built out of tree from the top-level Kbuild (M=)'
+	@echo '  make series     the upstream patch series, checkpatch --strict; series-check builds each'
 	@echo '  make rustfmt    format the project'"'"'s Rust files in place'
 	@echo '  make selftests  build the vfio kselftests'
 	@echo '  make bench      a kernel without debugging options ($(BENCH_OBJ)) and the'
