@@ -69,7 +69,6 @@ static inline long expected_migration_flags(void)
 	return v;
 }
 
-
 /* Request @state; the data_fd the device returned (or -1) goes to @data_fd. */
 static inline int set_state(int fd, __u32 state, int *data_fd)
 {

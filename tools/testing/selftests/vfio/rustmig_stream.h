@@ -11,6 +11,7 @@
 #ifndef SELFTESTS_VFIO_RUSTMIG_STREAM_H
 #define SELFTESTS_VFIO_RUSTMIG_STREAM_H
 
+#include <assert.h>
 #include <endian.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -20,11 +21,11 @@
 #include <linux/vfio_rustmig.h>
 
 /* The layout the helpers (and the driver) rely on. */
-_Static_assert(sizeof(struct rustmig_stream_header) == RUSTMIG_STREAM_HEADER_LEN,
-	       "the version 1.0 header is 72 bytes");
-_Static_assert(offsetof(struct rustmig_stream_header, header_crc) ==
-	       RUSTMIG_STREAM_HEADER_CRC_OFFSET, "header_crc is at offset 64");
-_Static_assert(sizeof(struct rustmig_record_header) == 16, "a record header is 16 bytes");
+static_assert(sizeof(struct rustmig_stream_header) == RUSTMIG_STREAM_HEADER_LEN,
+	      "the version 1.0 header is 72 bytes");
+static_assert(offsetof(struct rustmig_stream_header, header_crc) ==
+	      RUSTMIG_STREAM_HEADER_CRC_OFFSET, "header_crc is at offset 64");
+static_assert(sizeof(struct rustmig_record_header) == 16, "a record header is 16 bytes");
 
 /* A record header's bytes that its CRC covers: tag, flags and len. */
 #define RUSTMIG_RECORD_CRC_COVERS	offsetof(struct rustmig_record_header, crc)
@@ -121,7 +122,9 @@ static inline __u32 rustmig_crc32c(const void *buf, size_t len)
 /* The header_len field of the header at the start of @buf. */
 static inline __u32 rustmig_header_len_field(const void *buf)
 {
-	return rustmig_get32((const __u8 *)buf + offsetof(struct rustmig_stream_header, header_len));
+	const __u8 *b = buf;
+
+	return rustmig_get32(b + offsetof(struct rustmig_stream_header, header_len));
 }
 
 /*

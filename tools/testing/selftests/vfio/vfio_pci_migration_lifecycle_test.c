@@ -25,6 +25,7 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 
+#include <linux/compiler.h>
 #include <linux/vfio.h>
 
 #include <libvfio.h>
@@ -117,7 +118,7 @@ struct data_io {
 	size_t len;
 	long ops;		/* calls that succeeded */
 	int err;		/* the errno that ended the loop */
-	volatile bool done;
+	bool done;
 };
 
 static void *data_io_fn(void *arg)
@@ -141,9 +142,9 @@ static void *data_io_fn(void *arg)
 			io->err = errno;
 			break;
 		}
-		io->ops++;
+		WRITE_ONCE(io->ops, io->ops + 1);
 	}
-	io->done = true;
+	WRITE_ONCE(io->done, true);
 	return NULL;
 }
 
@@ -151,16 +152,16 @@ static void *data_io_fn(void *arg)
 static void data_io_start(struct data_io *io)
 {
 	VFIO_ASSERT_EQ(0, pthread_create(&io->thread, NULL, data_io_fn, io));
-	while (!io->ops && !io->done)
+	while (!READ_ONCE(io->ops) && !READ_ONCE(io->done))
 		ms_sleep(1);
 }
 
 /* Wait up to @ms for the data_fd I/O to end; whether it did. */
 static bool data_io_wait(struct data_io *io, long ms)
 {
-	for (; ms > 0 && !io->done; ms -= 10)
+	for (; ms > 0 && !READ_ONCE(io->done); ms -= 10)
 		ms_sleep(10);
-	if (!io->done)
+	if (!READ_ONCE(io->done))
 		return false;
 	pthread_join(io->thread, NULL);
 	return true;
@@ -172,7 +173,7 @@ struct sysfs_op {
 	const char *file;
 	const char *val;
 	int ret;
-	volatile bool done;
+	bool done;
 };
 
 static void *sysfs_op_fn(void *arg)
@@ -180,7 +181,7 @@ static void *sysfs_op_fn(void *arg)
 	struct sysfs_op *op = arg;
 
 	op->ret = sysfs_write(true, op->file, op->val);
-	op->done = true;
+	WRITE_ONCE(op->done, true);
 	return NULL;
 }
 
@@ -196,13 +197,13 @@ static const char *sysfs_op_across_close(struct sysfs_op *op, struct vfio_pci_de
 	if (pthread_create(&op->thread, NULL, sysfs_op_fn, op))
 		return "pthread_create failed";
 	ms_sleep(300);
-	if (op->done)
+	if (READ_ONCE(op->done))
 		return "the sysfs write did not wait for the device fd";
 	vfio_pci_device_cleanup(device);
 	iommu_cleanup(iommu);
-	for (ms = 0; ms < 10000 && !op->done; ms += 10)
+	for (ms = 0; ms < 10000 && !READ_ONCE(op->done); ms += 10)
 		ms_sleep(10);
-	if (!op->done)
+	if (!READ_ONCE(op->done))
 		return "the sysfs write still blocks 10 s after the device fd closed";
 	pthread_join(op->thread, NULL);
 	return op->ret ? strerror(-op->ret) : NULL;
@@ -361,8 +362,8 @@ TEST(unbind_and_remove_with_a_data_fd_reading)
 	ASSERT_TRUE(session_ended(io.data_fd));
 	ASSERT_NE(0, precopy_info(io.data_fd, &info));
 	if (module)
-		ASSERT_EQ(-EWOULDBLOCK, try_rmmod(module)) TH_LOG("%s unloads with a data_fd open",
-								   module);
+		ASSERT_EQ(-EWOULDBLOCK, try_rmmod(module))
+			TH_LOG("%s unloads with a data_fd open", module);
 
 	/* Removed: the same, with the PCI device gone. */
 	ASSERT_EQ(0, sysfs_write(true, "remove", "1"));

@@ -24,6 +24,7 @@
  *                                      malformed ones are made from.
  */
 #include <errno.h>
+#include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,6 +33,8 @@
 #include <unistd.h>
 #include <sys/ioctl.h>
 
+#include <linux/bits.h>
+#include <linux/compiler.h>
 #include <linux/vfio.h>
 
 #include <libvfio.h>
@@ -185,13 +188,13 @@ FIXTURE_TEARDOWN(migration_stream)
  * -> STOP fails with EINVAL), or refused by a write with one of the errnos.
  * An expectation is a set of these.
  */
-#define OUT_ACCEPTED		(1U << 0)
-#define OUT_INCOMPLETE		(1U << 1)
-#define OUT_EINVAL		(1U << 2)
-#define OUT_EBADMSG		(1U << 3)
-#define OUT_EPROTONOSUPPORT	(1U << 4)
-#define OUT_EOPNOTSUPP		(1U << 5)
-#define OUT_EPROTO		(1U << 6)
+#define OUT_ACCEPTED		BIT(0)
+#define OUT_INCOMPLETE		BIT(1)
+#define OUT_EINVAL		BIT(2)
+#define OUT_EBADMSG		BIT(3)
+#define OUT_EPROTONOSUPPORT	BIT(4)
+#define OUT_EOPNOTSUPP		BIT(5)
+#define OUT_EPROTO		BIT(6)
 #define OUT_REFUSED		(((1U << 7) - 1) & ~OUT_ACCEPTED)
 
 static const struct {
@@ -497,7 +500,8 @@ static bool forge_accepted(const struct base *b, struct mutant *m, size_t k, boo
 	m_fix_header(m);
 	m->expect = OUT_ACCEPTED;
 	if (k == 3 || k == 6 || k == 7)
-		snprintf(m->what, sizeof(m->what), "%s (%zu payload bytes), CRCs fixed", what[k], n);
+		snprintf(m->what, sizeof(m->what), "%s (%zu payload bytes), CRCs fixed",
+			 what[k], n);
 	else
 		snprintf(m->what, sizeof(m->what), "%s, CRC fixed", what[k]);
 	return true;
@@ -537,7 +541,8 @@ static bool forge_cut_records(const struct base *b, struct mutant *m, size_t k, 
 	if (random)
 		cut = b->hlen + rnd(rng) % (b->len - b->hlen);
 	else
-		cut = r->off + (v == 0 ? 0 : v == 1 ? 1 : v == 2 ? REC_HDR : rustmig_rec_size(r) - 1);
+		cut = r->off + (v == 0 ? 0 : v == 1 ? 1 :
+				v == 2 ? REC_HDR : rustmig_rec_size(r) - 1);
 	if (cut >= b->len)
 		return false;
 	m->len = cut;
@@ -1015,7 +1020,8 @@ static bool forge_empty(const struct base *b, struct mutant *m, size_t k, bool r
 		m_fix_header(m);
 	}
 	m->expect = expect[v];
-	snprintf(m->what, sizeof(m->what), "a zero-length record %s (%#x) before record %d, payload_len %s",
+	snprintf(m->what, sizeof(m->what),
+		 "a zero-length record %s (%#x) before record %d, payload_len %s",
 		 what[v], tag, (int)(r - b->recs), v == 3 ? "left" : "fixed");
 	return true;
 }
@@ -1048,7 +1054,8 @@ static bool forge_optional(const struct base *b, struct mutant *m, size_t k, boo
 		m_fix_header(m);
 	}
 	m->expect = expect[v];
-	snprintf(m->what, sizeof(m->what), "an optional record of tag %#x and %zu bytes before record %d%s",
+	snprintf(m->what, sizeof(m->what),
+		 "an optional record of tag %#x and %zu bytes before record %d%s",
 		 tag, n, (int)(r - b->recs), what[v]);
 	return true;
 }
@@ -1218,6 +1225,19 @@ static size_t header_len_of(const struct mutant *m)
  * errno can only come from the header checks, or no byte after the header
  * reached the device before the refusal (or at all).
  */
+/* Report stream @i, mutant @m, as wrong: one line, its prefix and @fmt. */
+static __printf(3, 4)
+void wrong_stream(size_t i, const struct mutant *m, const char *fmt, ...)
+{
+	char msg[256];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	ksft_print_msg("stream %zu, %s: %s: %s", i, m->class, m->what, msg);
+}
+
 static bool refused_at_header(const struct mutant *m, const struct result *res)
 {
 	size_t hlen = header_len_of(m);
@@ -1371,8 +1391,9 @@ TEST_F_TIMEOUT(migration_stream, malformed_streams_are_refused, 3600)
 	m.cap = b.len + 4 * (REC_HDR + REC_MAX + 1) + 2 * RUSTMIG_STREAM_MAX_HEADER_LEN;
 	m.buf = malloc(m.cap);
 	ASSERT_NE(NULL, m.buf);
-	ksft_print_msg("%s: %llu streams of seed %llu from a %zu-byte stream of %d records, the first %zu systematic\n",
-		       device_bdf, n_streams, seed, b.len, b.nrec, systematic_streams(&b));
+	ksft_print_msg("%s: %llu streams of seed %llu from a %zu-byte stream of %d records,\n",
+		       device_bdf, n_streams, seed, b.len, b.nrec);
+	ksft_print_msg("the first %zu of them systematic\n", systematic_streams(&b));
 
 	t0 = now();
 	for (i = 0; tried < n_streams; i++) {
@@ -1393,14 +1414,16 @@ TEST_F_TIMEOUT(migration_stream, malformed_streams_are_refused, 3600)
 		ASSERT_EQ(0, ret) TH_LOG("stream %zu: RUNNING -> RESUMING: %s", i, strerror(-ret));
 		out = outcome(&res);
 		if (!(out & m.expect)) {
-			if (wrong++ < 30)
-				ksft_print_msg("stream %zu, %s: %s: want %s, got %s: %zu write(s) of %zu bytes, %s at %zu+%zu, then %s; RESUMING -> STOP %s, then %s\n",
-					       i, m.class, m.what, outs_name(m.expect, s1, sizeof(s1)),
-					       outs_name(out, s2, sizeof(s2)), res.writes, m.len,
+			if (wrong++ < 30) {
+				wrong_stream(i, &m, "want %s, got %s: %zu write(s) of %zu bytes,\n",
+					     outs_name(m.expect, s1, sizeof(s1)),
+					     outs_name(out, s2, sizeof(s2)), res.writes, m.len);
+				ksft_print_msg("  %s at %zu+%zu, then %s; to STOP: %s, then %s\n",
 					       errno_name(res.err, e1, sizeof(e1)), res.err_off,
 					       res.err_len, errno_name(res.again, e2, sizeof(e2)),
 					       errno_name(-res.stop, e3, sizeof(e3)),
 					       state_name(res.state));
+			}
 		}
 		for (at = 0; at < ARRAY_SIZE(counts); at++)
 			counts[at] += !!(out & (1U << at));
@@ -1413,13 +1436,12 @@ TEST_F_TIMEOUT(migration_stream, malformed_streams_are_refused, 3600)
 			dirty = true;
 			at = mem ? mem_mismatch(mem, saved, size) : size;
 			if (at != size && wrong++ < 30)
-				ksft_print_msg("stream %zu, %s: %s: accepted, but BAR%d differs from the stream at %zu\n",
-					       i, m.class, m.what, bar, at);
+				wrong_stream(i, &m, "accepted, but BAR%d differs at %zu\n",
+					     bar, at);
 			if (edu) {
 				ASSERT_EQ(0, edu_read_state(self->device, edu_now));
 				if (memcmp(edu_now, edu_saved, sizeof(edu_now)) && wrong++ < 30)
-					ksft_print_msg("stream %zu, %s: %s: accepted, but edu's registers are not the stream's\n",
-						       i, m.class, m.what);
+					wrong_stream(i, &m, "accepted, edu's registers differ\n");
 			}
 			continue;
 		}
@@ -1432,27 +1454,32 @@ TEST_F_TIMEOUT(migration_stream, malformed_streams_are_refused, 3600)
 		at = mem && header ? mem_mismatch(mem, before, size) : size;
 		dirty = !header || at != size;
 		if (at != size && wrong++ < 30)
-			ksft_print_msg("stream %zu, %s: %s: refused at the header (%s at %zu+%zu), but BAR%d changed at %zu\n",
-				       i, m.class, m.what, errno_name(res.err, e1, sizeof(e1)),
-				       res.err_off, res.err_len, bar, at);
+			wrong_stream(i, &m,
+				     "refused at the header (%s at %zu+%zu), but BAR%d changed at %zu\n",
+				     errno_name(res.err, e1, sizeof(e1)), res.err_off, res.err_len,
+				     bar, at);
 		if (edu && header) {
 			ASSERT_EQ(0, edu_read_state(self->device, edu_now));
-			for (at = 0; at < ARRAY_SIZE(edu_now) && edu_now[at] == edu_before[at]; at++)
-				;
+			at = 0;
+			while (at < ARRAY_SIZE(edu_now) && edu_now[at] == edu_before[at])
+				at++;
 			dirty = at != ARRAY_SIZE(edu_now);
 			if (dirty && wrong++ < 30)
-				ksft_print_msg("stream %zu, %s: %s: refused at the header (%s at %zu+%zu), but edu's register %#llx is %#x, was %#x\n",
-					       i, m.class, m.what, errno_name(res.err, e1, sizeof(e1)),
-					       res.err_off, res.err_len, edu_state_regs[at], edu_now[at],
-					       edu_before[at]);
+				wrong_stream(i, &m,
+					     "refused at the header (%s at %zu+%zu), but edu's %#llx is %#x, was %#x\n",
+					     errno_name(res.err, e1, sizeof(e1)),
+					     res.err_off, res.err_len,
+					     edu_state_regs[at], edu_now[at], edu_before[at]);
 		}
 	}
 	for (at = 1; at < ARRAY_SIZE(counts); at++)
 		refused += counts[at];
-	ksft_print_msg("%lu streams tried: %lu accepted, %lu refused (EINVAL %lu, EBADMSG %lu, EPROTONOSUPPORT %lu, EOPNOTSUPP %lu, EPROTO %lu, incomplete %lu), %lu refused at the header; %.1f ms per stream; %lu wrong\n",
-		       tried, counts[0], refused, counts[2], counts[3], counts[4], counts[5],
-		       counts[6], counts[1], at_header, (now() - t0) * 1000 / (tried ? tried : 1),
-		       wrong);
+	ksft_print_msg("%lu streams tried: %lu accepted, %lu refused, %lu of them at the header;\n",
+		       tried, counts[0], refused, at_header);
+	ksft_print_msg("EINVAL %lu, EBADMSG %lu, EPROTONOSUPPORT %lu, EOPNOTSUPP %lu,\n",
+		       counts[2], counts[3], counts[4], counts[5]);
+	ksft_print_msg("EPROTO %lu, incomplete %lu; %.1f ms per stream; %lu wrong\n",
+		       counts[6], counts[1], (now() - t0) * 1000 / (tried ? tried : 1), wrong);
 	ASSERT_EQ(0, wrong);
 	free(m.buf);
 	free(b.recs);

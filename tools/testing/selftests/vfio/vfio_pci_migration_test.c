@@ -59,6 +59,7 @@
 #include <sys/mman.h>
 #include <sys/syscall.h>
 
+#include <linux/compiler.h>
 #include <linux/pci_regs.h>
 #include <linux/userfaultfd.h>
 #include <linux/vfio.h>
@@ -174,7 +175,8 @@ TEST_F(migration, state_and_data_size_follow_migration_support)
 	if (self->want_flags < 0)
 		SKIP(return, "VFIO_MIGRATION_TEST_FLAGS not set");
 
-	ret_state = device_feature(fd, VFIO_DEVICE_FEATURE_GET | VFIO_DEVICE_FEATURE_MIG_DEVICE_STATE,
+	ret_state = device_feature(fd,
+				   VFIO_DEVICE_FEATURE_GET | VFIO_DEVICE_FEATURE_MIG_DEVICE_STATE,
 				   &state, sizeof(state));
 	ret_size = device_feature(fd, VFIO_DEVICE_FEATURE_GET | VFIO_DEVICE_FEATURE_MIG_DATA_SIZE,
 				  &size, sizeof(size));
@@ -634,7 +636,7 @@ TEST_F(migration, state_matrix_8x8_follows_the_uapi)
 {
 	int fd = self->device->fd, old_fd, new_fd, ret, want, failures = 0, arcs = 0;
 	int unreachable = 0;
-	bool want_new, old_lives;
+	bool want_new, got_new, old_lives;
 	__u32 after, want_after;
 	long long len;
 	char *stream;
@@ -667,8 +669,9 @@ TEST_F(migration, state_matrix_8x8_follows_the_uapi)
 			ret = set_state(fd, to, &new_fd);
 			after = get_state(fd);
 			want_after = want ? from : to;
+			got_new = new_fd >= 0;
 			arcs++;
-			if (ret != want || after != want_after || (new_fd >= 0) != want_new) {
+			if (ret != want || after != want_after || got_new != want_new) {
 				TH_LOG("%s -> %s: got %d (%s), now %s, data_fd %d; want %d, %s, %s",
 				       state_name(from), state_name(to), ret, strerror(-ret),
 				       state_name(after), new_fd, want, state_name(want_after),
@@ -694,7 +697,8 @@ TEST_F(migration, state_matrix_8x8_follows_the_uapi)
 	ASSERT_EQ(0, ioctl(fd, VFIO_DEVICE_RESET, NULL));
 	free(stream);
 	ksft_print_msg("state matrix: %d arcs checked, %d wrong%s\n", arcs, failures,
-		       unreachable ? "; ERROR not reachable (a refused resume stays in RESUMING)" : "");
+		       unreachable ?
+		       "; ERROR not reachable (a refused resume stays in RESUMING)" : "");
 	ASSERT_EQ(64 - unreachable, arcs);
 	ASSERT_LE(unreachable, 8);
 	ASSERT_EQ(0, failures);
@@ -781,8 +785,7 @@ static int largest_bar(struct vfio_pci_device *device)
  * The BAR the fencing tests write to, the largest: its index (or -1), its
  * mmap (NULL if it is not mmapped), region offset and size.
  */
-static int fenced_bar(struct vfio_pci_device *device, volatile char **mem, __u64 *offset,
-		      size_t *len)
+static int fenced_bar(struct vfio_pci_device *device, char **mem, __u64 *offset, size_t *len)
 {
 	int bar = largest_bar(device);
 
@@ -805,7 +808,7 @@ static void on_sigbus(int sig)
  * Touch @p (a write of @value if @write): 0, or SIGBUS if the access faulted.
  * A NULL @p is a BAR that is not mmapped: it faults like a fenced one.
  */
-static int touch(volatile char *p, bool write, char value)
+static int touch(char *p, bool write, char value)
 {
 	struct sigaction sa = { .sa_handler = on_sigbus }, old;
 	int ret = 0;
@@ -816,9 +819,9 @@ static int touch(volatile char *p, bool write, char value)
 	if (sigsetjmp(sigbus_jmp, 1))
 		ret = SIGBUS;
 	else if (write)
-		*p = value;
+		WRITE_ONCE(*p, value);
 	else
-		(void)*p;
+		(void)READ_ONCE(*p);
 	sigaction(SIGBUS, &old, NULL);
 	return ret;
 }
@@ -840,7 +843,7 @@ TEST_F(migration, bars_are_fenced_while_stopped)
 	__u32 edu_before[ARRAY_SIZE(edu_state_regs)], edu_now[ARRAY_SIZE(edu_state_regs)];
 	int fd = self->device->fd, data_fd = -1;
 	bool edu = is_edu(self->device);
-	volatile char *mem;
+	char *mem;
 	__u64 offset;
 	size_t i, len;
 	char v, c;
@@ -855,7 +858,7 @@ TEST_F(migration, bars_are_fenced_while_stopped)
 
 	if (mem) {
 		ASSERT_EQ(0, touch(mem, true, 0x5a));
-		v = mem[0];
+		v = READ_ONCE(mem[0]);
 	} else {
 		c = 0x5a;
 		ASSERT_EQ(1, pwrite(fd, &c, 1, offset));
@@ -875,7 +878,8 @@ TEST_F(migration, bars_are_fenced_while_stopped)
 			ASSERT_EQ(0, set_state(fd, stopped[i], &data_fd));
 		}
 		ASSERT_EQ(SIGBUS, touch(mem, false, 0)) TH_LOG("in %s", state_name(stopped[i]));
-		ASSERT_EQ(SIGBUS, touch(mem, true, (char)~v)) TH_LOG("in %s", state_name(stopped[i]));
+		ASSERT_EQ(SIGBUS, touch(mem, true, (char)~v))
+			TH_LOG("in %s", state_name(stopped[i]));
 		ASSERT_EQ(-1, pread(fd, &c, 1, offset)) TH_LOG("in %s", state_name(stopped[i]));
 		ASSERT_EQ(EIO, errno);
 		ASSERT_EQ(-1, pwrite(fd, &c, 1, offset)) TH_LOG("in %s", state_name(stopped[i]));
@@ -890,7 +894,7 @@ TEST_F(migration, bars_are_fenced_while_stopped)
 	ASSERT_EQ(VFIO_DEVICE_STATE_RUNNING, get_state(fd));
 	if (mem) {
 		ASSERT_EQ(0, touch(mem, false, 0));
-		ASSERT_EQ(v, mem[0]);
+		ASSERT_EQ(v, READ_ONCE(mem[0]));
 	}
 	ASSERT_EQ(1, pread(fd, &c, 1, offset));
 	ASSERT_EQ(v, c);
@@ -906,8 +910,7 @@ TEST_F(migration, bars_are_fenced_while_stopped)
  * Writes one byte of each page of the BAR at @offset, by mmap at @mem (unless
  * it is not mmapped) and by pwrite: all must fail.
  */
-static int try_writes(struct vfio_pci_device *device, volatile char *mem, __u64 offset,
-		      size_t len)
+static int try_writes(struct vfio_pci_device *device, char *mem, __u64 offset, size_t len)
 {
 	size_t i;
 	char c;
@@ -938,7 +941,7 @@ TEST_F(migration, bar_writes_while_stopped_do_not_change_the_saved_stream)
 {
 	int fd = self->device->fd, bar, save_fd;
 	char *ref, *again;
-	volatile char *mem;
+	char *mem;
 	long long size;
 	__u64 offset;
 	size_t len;
@@ -1126,7 +1129,7 @@ struct storm {
 	int fd;			/* the device */
 	pthread_mutex_t lock;	/* protects data_fd */
 	int data_fd;		/* the current session's data_fd, or -1 */
-	volatile bool stop;
+	bool stop;
 	long ops[4];		/* per thread */
 	long granted;		/* state requests that succeeded */
 	long recoveries;	/* resets of thread 0 after a failed request left ERROR/RESUMING */
@@ -1163,7 +1166,7 @@ static void *storm_transitions(void *arg)
 	unsigned int seed = 1;
 	int ret, new_fd, old;
 
-	while (!st->stop) {
+	while (!READ_ONCE(st->stop)) {
 		__u32 to = all_states[1 + rand_r(&seed) % 7];
 
 		/* RESUMING -> STOP fails with the error that refused the stream. */
@@ -1214,7 +1217,7 @@ static void *storm_io(void *arg)
 	ssize_t n;
 	int fd;
 
-	while (!st->stop) {
+	while (!READ_ONCE(st->stop)) {
 		pthread_mutex_lock(&st->lock);
 		fd = st->data_fd >= 0 ? dup(st->data_fd) : -1;
 		pthread_mutex_unlock(&st->lock);
@@ -1244,13 +1247,14 @@ static void *storm_queries(void *arg)
 	struct vfio_precopy_info info;
 	int fd, ret;
 
-	while (!st->stop) {
+	while (!READ_ONCE(st->stop)) {
 		pthread_mutex_lock(&st->lock);
 		fd = st->data_fd >= 0 ? dup(st->data_fd) : -1;
 		pthread_mutex_unlock(&st->lock);
 		if (fd >= 0) {
 			ret = precopy_info(fd, &info);
-			if (ret && ret != -EINVAL && ret != -ENODEV && ret != resuming_precopy_info())
+			if (ret && ret != -EINVAL && ret != -ENODEV &&
+			    ret != resuming_precopy_info())
 				storm_unexpected(st, "PRECOPY_INFO", -ret);
 			close(fd);
 		}
@@ -1268,7 +1272,7 @@ static void *storm_resets(void *arg)
 {
 	struct storm *st = arg;
 
-	while (!st->stop) {
+	while (!READ_ONCE(st->stop)) {
 		if (ioctl(st->fd, VFIO_DEVICE_RESET, NULL))
 			storm_unexpected(st, "VFIO_DEVICE_RESET", errno);
 		st->ops[3]++;
@@ -1307,14 +1311,17 @@ TEST_F(migration, storm_of_transitions_io_queries_and_resets)
 	for (i = 0; i < 4; i++)
 		ASSERT_EQ(0, pthread_create(&threads[i], NULL, fns[i], &st));
 	sleep(4);
-	st.stop = true;
+	WRITE_ONCE(st.stop, true);
 	for (i = 0; i < 4; i++)
 		ASSERT_EQ(0, pthread_join(threads[i], NULL));
 	if (st.data_fd >= 0)
 		close(st.data_fd);
-	ksft_print_msg("storm: %ld state requests (%ld granted, %ld failed into ERROR or a stuck RESUMING and were reset), %ld reads/writes, %ld queries, %ld resets; %ld unexpected%s%s\n",
-		       st.ops[0], st.granted, st.recoveries, st.ops[1], st.ops[2], st.ops[3],
-		       st.unexpected, st.unexpected ? ", first: " : "", st.what);
+	ksft_print_msg("storm: %ld state requests, %ld granted, %ld failed into ERROR or a stuck\n",
+		       st.ops[0], st.granted, st.recoveries);
+	ksft_print_msg("RESUMING and were reset; %ld reads/writes, %ld queries, %ld resets;\n",
+		       st.ops[1], st.ops[2], st.ops[3]);
+	ksft_print_msg("%ld unexpected%s%s\n", st.unexpected, st.unexpected ? ", first: " : "",
+		       st.what);
 	ASSERT_EQ(0, st.unexpected);
 	for (i = 0; i < 4; i++)
 		ASSERT_GT(st.ops[i], 0);
@@ -1389,11 +1396,11 @@ static __u64 pattern(size_t i)
 }
 
 /* The first word of @len bytes at @p that is not the pattern, or @len / 8. */
-static size_t pattern_mismatch(const volatile __u64 *p, size_t len)
+static size_t pattern_mismatch(const __u64 *p, size_t len)
 {
 	size_t i;
 
-	for (i = 0; i < len / 8 && p[i] == pattern(i); i++)
+	for (i = 0; i < len / 8 && READ_ONCE(p[i]) == pattern(i); i++)
 		;
 	return i;
 }
@@ -1414,7 +1421,7 @@ TEST_F(migration, round_trip_to_peer_is_bit_exact)
 	int fd = self->device->fd, save_fd, load_fd, mfd, bar;
 	struct iommu *peer_iommu;
 	double t0, t_save, t_load;
-	volatile __u64 *src, *dst;
+	__u64 *src, *dst;
 	size_t len, off;
 	ssize_t n;
 	char *buf;
@@ -1432,8 +1439,8 @@ TEST_F(migration, round_trip_to_peer_is_bit_exact)
 	ASSERT_EQ(len, peer->bars[bar].info.size);
 
 	for (off = 0; off < len / 8; off++) {
-		src[off] = pattern(off);
-		dst[off] = 0;
+		WRITE_ONCE(src[off], pattern(off));
+		WRITE_ONCE(dst[off], 0);
 	}
 
 	size = data_size(fd);
@@ -1443,7 +1450,8 @@ TEST_F(migration, round_trip_to_peer_is_bit_exact)
 	memset(buf, 0, size);	/* fault the buffer in before measuring */
 	mfd = open("/proc/meminfo", O_RDONLY);
 	ASSERT_GE(mfd, 0);
-	base = peak = kernel_kib(mfd);
+	base = kernel_kib(mfd);
+	peak = base;
 	ASSERT_GT(base, 0);
 
 	t0 = now();
@@ -1468,8 +1476,8 @@ TEST_F(migration, round_trip_to_peer_is_bit_exact)
 	ASSERT_EQ(0, set_state(peer->fd, VFIO_DEVICE_STATE_RESUMING, &load_fd));
 	for (off = 0, n = 0; off < (size_t)size; off += n) {
 		n = size - off < (1 << 20) - 3 ? size - off : (1 << 20) - 3;
-		ASSERT_EQ(n, write(load_fd, buf + off, n)) TH_LOG("write at %zu: %s", off,
-								strerror(errno));
+		ASSERT_EQ(n, write(load_fd, buf + off, n))
+			TH_LOG("write at %zu: %s", off, strerror(errno));
 	}
 	ASSERT_EQ(0, set_state(peer->fd, VFIO_DEVICE_STATE_STOP, NULL));
 	close(load_fd);
@@ -1887,7 +1895,8 @@ static __u64 interrupts(int efd)
  * A stopped device raises no interrupt (uAPI: STOP means no interrupts): edu
  * saved with an interrupt pending is loaded through RESUMING, and nothing is
  * signalled until the device runs again; saved again before that, it gives
- * the stream it loaded; its interrupt status is then the saved one. The interrupt path itself works: a raise in RUNNING signals.
+ * the stream it loaded; its interrupt status is then the saved one. The
+ * interrupt path itself works: a raise in RUNNING signals.
  */
 TEST_F(migration, stopped_device_raises_no_interrupt)
 {
@@ -1898,7 +1907,8 @@ TEST_F(migration, stopped_device_raises_no_interrupt)
 	__u32 st;
 
 	if (self->want_flags <= 0 || !is_edu(self->device) || !hardware_state())
-		SKIP(return, "for edu migrated by its registers, whose interrupts a register raises");
+		SKIP(return,
+		     "for edu migrated by its registers, whose interrupts a register raises");
 	if (!self->device->msi_info.count)
 		SKIP(return, "no MSI");
 	vfio_pci_cmd_set(self->device, PCI_COMMAND_MASTER);
@@ -2071,8 +2081,8 @@ TEST_F(migration, reopen_after_close_in_stop_or_error_is_running)
 		bar = largest_bar(self->device);
 		ASSERT_GE(bar, 0);
 		offset = self->device->bars[bar].info.offset;
-		ASSERT_EQ(1, pread(fd, &c, 1, offset)) TH_LOG("BAR%d after a close in %s", bar,
-							       state_name(left_in[i]));
+		ASSERT_EQ(1, pread(fd, &c, 1, offset))
+			TH_LOG("BAR%d after a close in %s", bar, state_name(left_in[i]));
 		again = save_stream(fd, &again_len);
 		ASSERT_NE(NULL, again);
 		ASSERT_EQ(0, set_state(fd, VFIO_DEVICE_STATE_RESUMING, &data_fd));
@@ -2093,7 +2103,7 @@ struct blocked_io {
 	int fd, load_fd;
 	void *page;
 	size_t len;
-	volatile bool wrote, requested;
+	bool wrote, requested;
 	ssize_t write_ret;
 	int write_err, set_ret;
 };
@@ -2105,7 +2115,7 @@ static void *blocked_writer(void *arg)
 	/* The copy from @page faults into the userfaultfd and waits there. */
 	b->write_ret = write(b->load_fd, b->page, b->len);
 	b->write_err = errno;
-	b->wrote = true;
+	WRITE_ONCE(b->wrote, true);
 	return NULL;
 }
 
@@ -2114,7 +2124,7 @@ static void *blocked_request(void *arg)
 	struct blocked_io *b = arg;
 
 	b->set_ret = set_state(b->fd, VFIO_DEVICE_STATE_STOP, NULL);
-	b->requested = true;
+	WRITE_ONCE(b->requested, true);
 	return NULL;
 }
 
@@ -2173,11 +2183,11 @@ TEST_F(migration, reset_during_a_blocked_request_is_deferred_and_applied)
 	ASSERT_EQ(UFFD_EVENT_PAGEFAULT, msg.event);
 	ASSERT_EQ(0, pthread_create(&requester, NULL, blocked_request, &b));
 	usleep(500 * 1000);
-	ASSERT_FALSE(b.requested) TH_LOG("RESUMING -> STOP did not wait for the writer");
+	ASSERT_FALSE(READ_ONCE(b.requested)) TH_LOG("RESUMING -> STOP did not wait for the writer");
 
 	ASSERT_EQ(0, ioctl(b.fd, VFIO_DEVICE_RESET, NULL));
-	ASSERT_FALSE(b.requested) TH_LOG("the reset waited for the state request");
-	ASSERT_FALSE(b.wrote);
+	ASSERT_FALSE(READ_ONCE(b.requested)) TH_LOG("the reset waited for the state request");
+	ASSERT_FALSE(READ_ONCE(b.wrote));
 
 	/* Let the write go on, with the start of the saved stream. */
 	copy.dst = (uintptr_t)b.page;
