@@ -104,14 +104,19 @@ def maintainers_entry(tree, patterns):
         lines = f.read().split("\n")
     author = os.environ["SERIES_AUTHOR"]
     if ENTRY not in lines:
-        # Entries are sorted by title, after the section headed "Maintainers List".
+        # Entries are sorted by title (not everywhere): after the last entry of the same
+        # first word that sorts before it ("RUST [SYNC]").
         start = lines.index("Maintainers List")
-        at = None
+        word = ENTRY.split()[0]
+        after = None
         for i in range(start, len(lines) - 1):
             if (lines[i] and not lines[i - 1] and re.match(r"^[A-Z]:\t", lines[i + 1])
-                    and lines[i].upper() > ENTRY):
-                at = i
-                break
+                    and lines[i].split()[0] == word and lines[i].upper() < ENTRY):
+                after = i
+        at = after
+        while lines[at]:
+            at += 1
+        at += 1
         lines[at:at] = [ENTRY, "M:\t" + author] + ENTRY_HEAD + [""]
     i = lines.index(ENTRY) + 1
     end = i
