@@ -18,6 +18,7 @@
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -106,12 +107,16 @@ class Vm:
     def __init__(self, name, bdfs, incoming=False):
         self.name = name
         self.log = os.path.join(RUN, name + ".log")
+        # The trace goes to a file of its own: in the log it would also reach the output of
+        # human monitor commands.
+        self.trace = os.path.join(RUN, name + ".trace")
         sock = os.path.join(RUN, name + ".qmp")
         if os.path.exists(sock):
             os.unlink(sock)
         args = [QEMU, "-accel", "tcg", "-M", "q35", "-m", "64", "-nodefaults",
                 "-display", "none", "-serial", "none", "-monitor", "none",
-                "-qmp", "unix:%s,server=on,wait=off" % sock, "-msg", "timestamp=on"]
+                "-qmp", "unix:%s,server=on,wait=off" % sock, "-msg", "timestamp=on",
+                "-D", self.trace]
         for event in TRACE:
             args += ["-trace", event]
         for i, bdf in enumerate(bdfs):
@@ -126,6 +131,13 @@ class Vm:
     def output(self):
         with open(self.log) as f:
             return f.read()
+
+    def traced(self):
+        try:
+            with open(self.trace) as f:
+                return f.read()
+        except OSError:
+            return ""
 
     def bar(self, dev, bar, timeout=60):
         """The guest address and size of BAR @bar of device @dev (dev0, dev1...),
@@ -152,7 +164,10 @@ class Vm:
         for off in offsets:
             out = self.qmp.cmd("human-monitor-command",
                                **{"command-line": "xp /1wx 0x%x" % (addr + off)})
-            regs.append(int(out.split(":", 1)[1].split()[0], 16))
+            word = re.search(r"^[0-9a-f]+: 0x([0-9a-f]+)", out, re.M)
+            if not word:
+                raise RuntimeError("%s: xp answered %r" % (self.name, out))
+            regs.append(int(word.group(1), 16))
         return regs
 
     def read_bar(self, dev, bar, length=None):
@@ -244,8 +259,8 @@ def run_case(name, fn):
         # What each side did and what the kernel said, for a failure read
         # from the log alone.
         for vm in vms:
-            print("# %s's log (the end):" % vm.name)
-            for l in vm.output()[-6000:].splitlines():
+            print("# %s's log and vfio trace (the end):" % vm.name)
+            for l in (vm.output()[-2000:] + vm.traced()[-5000:]).splitlines():
                 print("#   " + l)
         print("# kernel log since the case started:")
         for l in kernel_log_since(marker)[-60:]:
@@ -261,7 +276,10 @@ def plain(vms):
     vms.append(dst)
     tap("dirty tracking" not in src.output(),
         "plain: no dirty tracking warning for ivshmem (it has DMA logging)", src.output())
-    info = migrate(src, dst, 4441)
+    # With the return path the source learns whether the
+    # destination loaded the state (without it, a source that sent everything
+    # first reports "completed" whatever the destination did).
+    info = migrate(src, dst, 4441, caps=("return-path",))
     report("stop-and-copy C -> D", info, vfio_bytes(info))
     tap(info["status"] == "completed", "plain: C -> D completed", json.dumps(info),
         dst.output())
@@ -295,7 +313,7 @@ def p2p(vms):
     vms.append(src)
     dst = Vm("p2p-dst", [BDF["D"], BDF["F"]], incoming=True)
     vms.append(dst)
-    info = migrate(src, dst, 4443)
+    info = migrate(src, dst, 4443, caps=("return-path",))
     report("two devices (P2P) C+E -> D+F", info, vfio_bytes(info))
     tap(info["status"] == "completed", "p2p: C+E -> D+F completed", json.dumps(info),
         dst.output())
@@ -328,7 +346,8 @@ def refused(vms):
     before = src.read_regs("dev0", 0, EDU_REGS)
     dst = Vm("refused-dst", [BDF["D"]], incoming=True)
     vms.append(dst)
-    info = migrate(src, dst, 4444)
+    # With the return path the source waits for the destination's verdict (see plain).
+    info = migrate(src, dst, 4444, caps=("return-path",))
     report("edu -> ivshmem D (refused)", info, vfio_bytes(info))
     dst.proc.wait(30)
     out = dst.output()
@@ -347,7 +366,7 @@ def refused(vms):
         "before: %s" % [hex(r) for r in before], "after:  %s" % [hex(r) for r in after])
     dst2 = Vm("refused-retry-dst", [BDF["EDU2"]], incoming=True)
     vms.append(dst2)
-    info = migrate(src, dst2, 4445)
+    info = migrate(src, dst2, 4445, caps=("return-path",))
     report("edu -> edu 2 (retry)", info, vfio_bytes(info))
     tap(info["status"] == "completed", "refused: the retry to edu 2 completes",
         json.dumps(info), dst2.output())
