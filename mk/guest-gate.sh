@@ -60,19 +60,15 @@ gate_leak() {
 	rmmod rustmig_vfio_pci || return 1
 	# An object is reported once it is older than 5 s and scans a few
 	# seconds apart found it unreferenced (as guest-init's final scan does).
-	# Stale copies of the pointers in other kernel stacks (a stack the
-	# subshell left in its CPU's cache of stacks, the CPUs' interrupt
-	# stacks) keep some referenced until other work writes over them: new
-	# processes on both CPUs between the scans, for up to 2 minutes.
+	# Stale copies of the pointers elsewhere (the CPUs' interrupt stacks) may
+	# keep some referenced until other work writes over them: work on both
+	# CPUs between the scans, for up to 2 minutes (kmemleak_scan: guest-lib).
 	for i in $(seq 1 15); do
 		for cpu in 0 1; do
 			taskset -c "$cpu" sh -c 'ls -R /sys/bus/pci > /dev/null; cat /proc/self/status > /dev/null'
 		done
-		sleep 8
-		# The scan runs in the writer's context and leaves the last pointers it
-		# read in the unused depth of its stack, which the next scan reads: each
-		# scan from a process of its own, which exits.
-		( echo scan > "$KMEMLEAK" )
+		sleep 6
+		kmemleak_scan
 		cat "$KMEMLEAK" > "$RESULTS/gate-leak.kmemleak"
 		grep -q 'unreferenced object' "$RESULTS/gate-leak.kmemleak" && break
 	done

@@ -74,9 +74,13 @@ esac
 # report fails once kmemleak has turned itself off: the gate then fails too.
 kill "$heartbeat" 2>/dev/null
 rm -f /tmp/out/kmemleak.txt
-if [ -w /sys/kernel/debug/kmemleak ] && echo scan > /sys/kernel/debug/kmemleak; then
+# The scans run in processes that exit, after the stacks kept for forks are
+# taken (kmemleak_scan in guest-lib.sh): no stale pointer, in init's stack or
+# a kept one, hides a leak.
+. "$RUSTMIG_REPO/mk/guest-lib.sh"
+if [ -w /sys/kernel/debug/kmemleak ] && kmemleak_scan; then
 	sleep 6
-	echo scan > /sys/kernel/debug/kmemleak &&
+	kmemleak_scan &&
 		cat /sys/kernel/debug/kmemleak > /tmp/out/kmemleak.tmp &&
 		mv /tmp/out/kmemleak.tmp /tmp/out/kmemleak.txt
 fi

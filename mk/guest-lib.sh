@@ -7,6 +7,24 @@ RESULTS=$RUSTMIG_OUT/results
 TAP=$RESULTS/guest.tap
 tap_n=0
 
+# kmemleak reads every kernel stack, the stacks of exited processes that each
+# CPU keeps for the next fork too (two a CPU), and a process keeps the
+# pointers of its deep calls in the unused depth of its stack: a probe's, or
+# those a scan read. kmemleak_scan: scans from processes that exit, after
+# forks on every CPU that take (and clear) the kept stacks, so no stale copy
+# hides a leak.
+flush_kept_stacks() {
+	for cpu in $(seq 0 $(($(nproc) - 1))); do
+		# Four at once: no exit gives a stack back between the forks.
+		taskset -c "$cpu" sh -c 'for i in 1 2 3 4; do sleep 1 & done; wait'
+	done
+}
+
+kmemleak_scan() {
+	flush_kept_stacks
+	( echo scan > /sys/kernel/debug/kmemleak )
+}
+
 # TAP for the checks made by the shell scripts themselves.
 tap_ok() {
 	tap_n=$((tap_n + 1))
