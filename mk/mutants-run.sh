@@ -13,6 +13,7 @@ set -uo pipefail
 repo=$1 src=$2 obj=$3 obj_m=$4 tests=$5 mutants=$6 out=$7
 shift 7
 all=$(cat "$mutants/list" "$mutants/core-list")
+only=${*:-}
 if [ $# -gt 0 ]; then
 	for m in "$@"; do
 		grep -qx "$m" <<< "$all" || { echo "mutants: no mutant $m" >&2; exit 2; }
@@ -34,8 +35,26 @@ vm() {
 	done
 }
 
-decided() { [ -s "$out/results/mutant-$1.txt" ]; }
+# Decided, or not asked for: with NAMEs only those run.
+decided() {
+	[ -s "$out/results/mutant-$1.txt" ] && return 0
+	[ -n "$only" ] && ! grep -qxF "$1" <<< "$(printf '%s\n' $only)"
+}
 
+# The driver's mutants the VM runs: all of them, or those asked for (the VM
+# runs every mutant of its list that has no verdict yet).
+inject=$mutants
+if [ -n "$only" ]; then
+	inject=$out/only
+	rm -rf "$inject"
+	mkdir -p "$inject" "$out/results"
+	for m in $(cat "$mutants/list"); do
+		decided "$m" && continue
+		ln -s "$mutants/$m" "$inject/$m"
+		echo "$m" >> "$inject/list"
+	done
+	touch "$inject/list"
+fi
 n=$(wc -l < "$mutants/list")
 for boot in $(seq 1 "$n"); do
 	left=0
@@ -44,7 +63,7 @@ for boot in $(seq 1 "$n"); do
 	done
 	[ "$left" = 0 ] && break
 	echo "mutants: VM $boot, $left driver mutant(s) to run"
-	vm list "$obj" "$mutants"
+	vm list "$obj" "$inject"
 done
 
 for m in $(cat "$mutants/core-list"); do
