@@ -32,7 +32,7 @@ mangled=$(echo $files | tr ' ' '\n' | sed -n 's|^rust/kernel/\([a-z_]*\)\(/.*\)\
 	while read -r m; do printf '%s%s\n' "${#m}" "$m"; done | paste -sd'|')
 hash=$(cat $files | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$obj/.rustcheck-clean" 2>/dev/null)" = "$hash" ]; then
-	echo "rustcheck: no rustc/clippy warning (project Rust files unchanged since their last lint)"
+	echo "rustcheck: no rustc, clippy or objtool warning (project Rust files unchanged since their last lint)"
 	exit 0
 fi
 for f in $files; do touch "$src/$f"; done
