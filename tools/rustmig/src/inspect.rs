@@ -35,7 +35,7 @@ pub(crate) const READ_CHUNK: usize = 64 * 1024;
 const RECORD_CRC_COVERS: usize = 12;
 
 /// The first tag that is common to all backends.
-const TAG_COMMON: u32 = uapi::RUSTMIG_TAG_COMMON as u32;
+const TAG_COMMON: u32 = uapi::RUSTMIG_TAG_COMMON;
 
 /// The most distinct tags counted one by one; the others are counted together.
 const MAX_TAG_STATS: usize = 64;
@@ -62,13 +62,13 @@ const BACKENDS: [Backend; 2] = [
     Backend {
         name: "ivshmem",
         sections: &[
-            (uapi::RUSTMIG_IVSHMEM_TAG_REGS as u32, "regs"),
-            (uapi::RUSTMIG_IVSHMEM_TAG_MEM as u32, "mem"),
+            (uapi::RUSTMIG_IVSHMEM_TAG_REGS, "regs"),
+            (uapi::RUSTMIG_IVSHMEM_TAG_MEM, "mem"),
         ],
     },
     Backend {
         name: "edu",
-        sections: &[(uapi::RUSTMIG_EDU_TAG_REGS as u32, "regs")],
+        sections: &[(uapi::RUSTMIG_EDU_TAG_REGS, "regs")],
     },
 ];
 

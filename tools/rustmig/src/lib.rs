@@ -16,11 +16,8 @@
 #[path = "../../../drivers/vfio/pci/rustmig/stream.rs"]
 mod stream;
 
-/// The numeric `RUSTMIG_*` defines of `include/uapi/linux/vfio_rustmig.h`.
-#[allow(dead_code)]
-mod uapi {
-    include!(concat!(env!("OUT_DIR"), "/uapi.rs"));
-}
+/// The defines and structs of `include/uapi/linux/vfio_rustmig.h`, as `stream.rs` has them.
+use kernel::uapi;
 
 mod cli;
 mod compat;

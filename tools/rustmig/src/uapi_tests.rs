@@ -3,7 +3,7 @@
 //! The constants of `stream.rs` are those of the uAPI header.
 
 use crate::stream::*;
-use crate::uapi::*;
+use kernel::uapi::*;
 
 fn u(v: usize) -> u64 {
     v as u64
@@ -13,7 +13,7 @@ fn u(v: usize) -> u64 {
 fn magic_is_the_headers() {
     assert_eq!(
         u64::from(u32::from_le_bytes(MAGIC)),
-        RUSTMIG_STREAM_MAGIC,
+        u64::from(RUSTMIG_STREAM_MAGIC),
         "the magic, as a little-endian u32"
     );
     assert_eq!(&MAGIC, b"RMIG");
@@ -21,22 +21,33 @@ fn magic_is_the_headers() {
 
 #[test]
 fn versions_and_lengths_are_the_headers() {
-    assert_eq!(u64::from(VERSION_MAJOR), RUSTMIG_STREAM_VERSION_MAJOR);
-    assert_eq!(u64::from(VERSION_MINOR), RUSTMIG_STREAM_VERSION_MINOR);
-    assert_eq!(u(HEADER_LEN), RUSTMIG_STREAM_HEADER_LEN);
-    assert_eq!(u(MAX_HEADER_LEN), RUSTMIG_STREAM_MAX_HEADER_LEN);
-    assert_eq!(u(HEADER_CRC_OFFSET), RUSTMIG_STREAM_HEADER_CRC_OFFSET);
-    assert_eq!(u(BACKEND_NAME_LEN), RUSTMIG_BACKEND_NAME_LEN);
-    assert_eq!(u(MAX_RECORD), RUSTMIG_RECORD_MAX_LEN);
+    assert_eq!(
+        u64::from(VERSION_MAJOR),
+        u64::from(RUSTMIG_STREAM_VERSION_MAJOR)
+    );
+    assert_eq!(
+        u64::from(VERSION_MINOR),
+        u64::from(RUSTMIG_STREAM_VERSION_MINOR)
+    );
+    assert_eq!(u(HEADER_LEN), u64::from(RUSTMIG_STREAM_HEADER_LEN));
+    assert_eq!(u(MAX_HEADER_LEN), u64::from(RUSTMIG_STREAM_MAX_HEADER_LEN));
+    assert_eq!(
+        u(HEADER_CRC_OFFSET),
+        u64::from(RUSTMIG_STREAM_HEADER_CRC_OFFSET)
+    );
+    assert_eq!(u(BACKEND_NAME_LEN), u64::from(RUSTMIG_BACKEND_NAME_LEN));
+    assert_eq!(u(MAX_RECORD), u64::from(RUSTMIG_RECORD_MAX_LEN));
     // The header's comment: "a section offset and 64 KiB of data".
-    assert_eq!(u(OFFSET_LEN + CHUNK), RUSTMIG_RECORD_MAX_LEN);
+    assert_eq!(u(OFFSET_LEN + CHUNK), u64::from(RUSTMIG_RECORD_MAX_LEN));
 }
 
 #[test]
 fn record_constants_are_the_headers() {
-    assert_eq!(u64::from(TAG_END), RUSTMIG_TAG_END);
-    assert_eq!(u64::from(FLAG_MANDATORY), RUSTMIG_RECORD_MANDATORY);
-    assert!(u64::from(u32::MAX) >= RUSTMIG_TAG_COMMON);
+    assert_eq!(u64::from(TAG_END), u64::from(RUSTMIG_TAG_END));
+    assert_eq!(
+        u64::from(FLAG_MANDATORY),
+        u64::from(RUSTMIG_RECORD_MANDATORY)
+    );
 }
 
 /// The header's layout, as encoded by `stream.rs`: its length and where the CRC is.
@@ -54,7 +65,7 @@ fn encoded_header_matches_the_headers_layout() {
         state_size: 0x0102_0304_0506_0708,
     };
     let h = Header::encode(&id, 0x1122_3344_5566_7788);
-    assert_eq!(u(h.len()), RUSTMIG_STREAM_HEADER_LEN);
+    assert_eq!(u(h.len()), u64::from(RUSTMIG_STREAM_HEADER_LEN));
     let off = RUSTMIG_STREAM_HEADER_CRC_OFFSET as usize;
     let mut zeroed = h;
     zeroed[off..off + 4].fill(0);
@@ -64,8 +75,8 @@ fn encoded_header_matches_the_headers_layout() {
         "header_crc is at RUSTMIG_STREAM_HEADER_CRC_OFFSET"
     );
     // struct rustmig_stream_header, field by field.
-    assert_eq!(le32(&h, 0), RUSTMIG_STREAM_MAGIC as u32);
-    assert_eq!(u64::from(le32(&h, 8)), RUSTMIG_STREAM_HEADER_LEN);
+    assert_eq!(le32(&h, 0), RUSTMIG_STREAM_MAGIC);
+    assert_eq!(u64::from(le32(&h, 8)), u64::from(RUSTMIG_STREAM_HEADER_LEN));
     assert_eq!(le16(&h, 16), 0x1234);
     assert_eq!(le16(&h, 22), 0xdef0);
     assert_eq!(le32(&h, 24), 0x0011_2233);
@@ -81,11 +92,34 @@ fn encoded_header_matches_the_headers_layout() {
 #[test]
 fn backend_tags_are_below_the_common_range() {
     for tag in [
-        RUSTMIG_IVSHMEM_TAG_REGS,
-        RUSTMIG_IVSHMEM_TAG_MEM,
-        RUSTMIG_EDU_TAG_REGS,
+        u64::from(RUSTMIG_IVSHMEM_TAG_REGS),
+        u64::from(RUSTMIG_IVSHMEM_TAG_MEM),
+        u64::from(RUSTMIG_EDU_TAG_REGS),
     ] {
-        assert!(tag != RUSTMIG_TAG_END && tag < RUSTMIG_TAG_COMMON);
+        assert!(tag != u64::from(RUSTMIG_TAG_END) && tag < u64::from(RUSTMIG_TAG_COMMON));
     }
-    assert_ne!(RUSTMIG_IVSHMEM_TAG_REGS, RUSTMIG_IVSHMEM_TAG_MEM);
+    assert_ne!(
+        u64::from(RUSTMIG_IVSHMEM_TAG_REGS),
+        u64::from(RUSTMIG_IVSHMEM_TAG_MEM)
+    );
+}
+
+/// The structs of the header, generated for userspace by the shim's build.rs as bindgen does for
+/// the kernel: their sizes and offsets are the header's own statements of the layout.
+#[test]
+fn generated_structs_have_the_headers_layout() {
+    use core::mem::{offset_of, size_of};
+    assert_eq!(
+        u64::from(RUSTMIG_STREAM_HEADER_LEN),
+        u(size_of::<rustmig_stream_header>())
+    );
+    assert_eq!(
+        u64::from(RUSTMIG_STREAM_HEADER_CRC_OFFSET),
+        u(offset_of!(rustmig_stream_header, header_crc))
+    );
+    assert_eq!(offset_of!(rustmig_stream_header, backend), 32);
+    assert_eq!(offset_of!(rustmig_stream_header, state_size), 48);
+    assert_eq!(size_of::<rustmig_record_header>(), 16);
+    assert_eq!(offset_of!(rustmig_record_header, crc), 12);
+    assert_eq!(size_of::<rustmig_section_record>(), 8);
 }

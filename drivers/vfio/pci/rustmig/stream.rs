@@ -2,65 +2,99 @@
 
 //! The migration stream: a header, then records, then an end record.
 //!
-//! The format is defined in `include/uapi/linux/vfio_rustmig.h` and described byte by byte in
-//! `Documentation/driver-api/vfio-pci-rustmig.rst`. All integers are little endian:
+//! The format is defined by `include/uapi/linux/vfio_rustmig.h`: its structs (`struct
+//! rustmig_stream_header`, `struct rustmig_record_header`, `struct rustmig_section_record`) give
+//! every length and field offset used here, through the kernel's uAPI bindings, and its defines
+//! every number. `Documentation/driver-api/vfio-pci-rustmig.rst` describes it byte by byte. All
+//! integers are little endian; streams are read and written as bytes, never as the structs in
+//! place, since a stream is not aligned.
 //!
-//! ```text
-//!  0 magic "RMIG"   4 major u16   6 minor u16   8 header_len u32   12 flags u32
-//! 16 vendor u16   18 device u16   20 subsystem_vendor u16   22 subsystem_device u16
-//! 24 class_rev u32 (class << 8 | revision)   28 backend_major u16   30 backend_minor u16
-//! 32 backend name, 16 bytes, NUL padded      48 state_size u64      56 payload_len u64
-//! 64 header_crc u32 (CRC-32C of the header_len bytes, this field zero)   68 reserved u32
-//! ```
-//!
-//! Each record is a 16-byte record header (tag u32, flags u32, len u32, crc u32) and `len` bytes
-//! of payload; `crc` is the CRC-32C of the record header's first 12 bytes and the payload. The
-//! device state is split into sections (a backend's register block, its memory); a section
-//! travels as records of at most [`CHUNK`] bytes whose payload is the offset in the section
-//! (u64) followed by the data, in order. The end record has tag [`TAG_END`] and no payload.
+//! Each record is a record header (tag, flags, len, crc) and `len` bytes of payload; `crc` is the
+//! CRC-32C of the record header up to `crc` and the payload. The device state is split into
+//! sections (a backend's register block, its memory); a section travels as records of at most
+//! [`CHUNK`] bytes whose payload is the offset in the section (u64) followed by the data, in
+//! order. The end record has tag [`TAG_END`] and no payload.
 //!
 //! Both directions work in bounded memory: the saving side builds one record at a time, the
 //! [`Parser`] holds at most one record, and checks it whole before handing it on.
 //!
-//! This module is pure: it uses `kernel::prelude` and `kernel::crc` only, so that the userspace
-//! inspector (`tools/rustmig`) builds the very same file.
+//! This module is pure: it uses `kernel::prelude`, `kernel::crc` and `kernel::uapi` only, so that
+//! the userspace inspector (`tools/rustmig`) builds the very same file.
 
-use core::fmt;
+use core::{
+    fmt,
+    mem::{offset_of, size_of},
+};
 use kernel::{
     crc::Crc32c,
-    prelude::*, //
+    prelude::*,
+    uapi::{
+        self,
+        rustmig_record_header as RecordHeader,
+        rustmig_section_record as SectionRecord,
+        rustmig_stream_header as StreamHeader, //
+    },
 };
 
-/// The stream's magic.
-pub(crate) const MAGIC: [u8; 4] = *b"RMIG";
+/// The offset of a field of `struct rustmig_stream_header`.
+macro_rules! hdr {
+    ($field:ident) => {
+        offset_of!(StreamHeader, $field)
+    };
+}
+
+/// The offset of a field of `struct rustmig_record_header`.
+macro_rules! rec {
+    ($field:ident) => {
+        offset_of!(RecordHeader, $field)
+    };
+}
+
+/// The stream's magic, as it is in a stream: "RMIG".
+pub(crate) const MAGIC: [u8; 4] = uapi::RUSTMIG_STREAM_MAGIC.to_le_bytes();
 /// The major version: a stream of another major version is refused.
-pub(crate) const VERSION_MAJOR: u16 = 1;
+// CAST: The header's versions are u16 fields.
+pub(crate) const VERSION_MAJOR: u16 = uapi::RUSTMIG_STREAM_VERSION_MAJOR as u16;
 /// The minor version: newer minor versions only lengthen the header and add optional records.
-pub(crate) const VERSION_MINOR: u16 = 0;
+// CAST: As above.
+pub(crate) const VERSION_MINOR: u16 = uapi::RUSTMIG_STREAM_VERSION_MINOR as u16;
 /// The length of the version 1.0 header.
-pub(crate) const HEADER_LEN: usize = 72;
+pub(crate) const HEADER_LEN: usize = size_of::<StreamHeader>();
 /// The largest header accepted (a newer minor version may have a longer one).
-pub(crate) const MAX_HEADER_LEN: usize = 4096;
+pub(crate) const MAX_HEADER_LEN: usize = uapi::RUSTMIG_STREAM_MAX_HEADER_LEN as usize;
 /// Where the header's CRC is.
-pub(crate) const HEADER_CRC_OFFSET: usize = 64;
+pub(crate) const HEADER_CRC_OFFSET: usize = hdr!(header_crc);
 /// The length of a record header.
-pub(crate) const RECORD_HEADER_LEN: usize = 16;
+pub(crate) const RECORD_HEADER_LEN: usize = size_of::<RecordHeader>();
 /// The bytes of a record header that its CRC covers (all but the CRC).
-const RECORD_CRC_COVERS: usize = 12;
-/// The largest amount of section data in one record.
-pub(crate) const CHUNK: usize = 64 * 1024;
+const RECORD_CRC_COVERS: usize = rec!(crc);
 /// The length of the section offset that starts a section record's payload.
-pub(crate) const OFFSET_LEN: usize = 8;
+pub(crate) const OFFSET_LEN: usize = size_of::<SectionRecord>();
 /// The largest record payload.
-pub(crate) const MAX_RECORD: usize = OFFSET_LEN + CHUNK;
+pub(crate) const MAX_RECORD: usize = uapi::RUSTMIG_RECORD_MAX_LEN as usize;
+/// The largest amount of section data in one record.
+pub(crate) const CHUNK: usize = MAX_RECORD - OFFSET_LEN;
 /// The tag of the end record.
-pub(crate) const TAG_END: u32 = 0;
+pub(crate) const TAG_END: u32 = uapi::RUSTMIG_TAG_END;
 /// Record flag: a reader that does not know the tag must refuse the stream.
-pub(crate) const FLAG_MANDATORY: u32 = 1;
+pub(crate) const FLAG_MANDATORY: u32 = uapi::RUSTMIG_RECORD_MANDATORY;
 /// The most sections a backend may have.
 pub(crate) const MAX_SECTIONS: usize = 4;
 /// The length of a backend's name.
-pub(crate) const BACKEND_NAME_LEN: usize = 16;
+pub(crate) const BACKEND_NAME_LEN: usize = uapi::RUSTMIG_BACKEND_NAME_LEN as usize;
+
+// The header's own statements of its layout, and the record size the saving side builds.
+const _: () = {
+    assert!(HEADER_LEN == uapi::RUSTMIG_STREAM_HEADER_LEN as usize);
+    assert!(HEADER_CRC_OFFSET == uapi::RUSTMIG_STREAM_HEADER_CRC_OFFSET as usize);
+    assert!(offset_of!(SectionRecord, offset) == 0);
+    assert!(CHUNK == 64 * 1024);
+};
+
+/// Writes `v` at `off`.
+fn put(b: &mut [u8], off: usize, v: &[u8]) {
+    b[off..off + v.len()].copy_from_slice(v);
+}
 
 /// Reads a little-endian `u16` at `off`.
 pub(crate) fn le16(b: &[u8], off: usize) -> u16 {
@@ -178,25 +212,33 @@ fn header_crc(b: &[u8]) -> u32 {
 
 impl Header {
     /// Encodes a version 1.0 header.
-    pub(crate) fn encode(identity: &Identity, payload_len: u64) -> [u8; HEADER_LEN] {
+    pub(crate) fn encode(id: &Identity, payload_len: u64) -> [u8; HEADER_LEN] {
         let mut b = [0u8; HEADER_LEN];
-        b[0..4].copy_from_slice(&MAGIC);
-        b[4..6].copy_from_slice(&VERSION_MAJOR.to_le_bytes());
-        b[6..8].copy_from_slice(&VERSION_MINOR.to_le_bytes());
+        put(&mut b, hdr!(magic), &MAGIC);
+        put(&mut b, hdr!(version_major), &VERSION_MAJOR.to_le_bytes());
+        put(&mut b, hdr!(version_minor), &VERSION_MINOR.to_le_bytes());
         // CAST: 72 fits.
-        b[8..12].copy_from_slice(&(HEADER_LEN as u32).to_le_bytes());
-        b[16..18].copy_from_slice(&identity.vendor.to_le_bytes());
-        b[18..20].copy_from_slice(&identity.device.to_le_bytes());
-        b[20..22].copy_from_slice(&identity.subsystem_vendor.to_le_bytes());
-        b[22..24].copy_from_slice(&identity.subsystem_device.to_le_bytes());
-        b[24..28].copy_from_slice(&identity.class_rev.to_le_bytes());
-        b[28..30].copy_from_slice(&identity.backend_major.to_le_bytes());
-        b[30..32].copy_from_slice(&identity.backend_minor.to_le_bytes());
-        b[32..48].copy_from_slice(&identity.backend);
-        b[48..56].copy_from_slice(&identity.state_size.to_le_bytes());
-        b[56..64].copy_from_slice(&payload_len.to_le_bytes());
+        put(&mut b, hdr!(header_len), &(HEADER_LEN as u32).to_le_bytes());
+        put(&mut b, hdr!(vendor), &id.vendor.to_le_bytes());
+        put(&mut b, hdr!(device), &id.device.to_le_bytes());
+        put(
+            &mut b,
+            hdr!(subsystem_vendor),
+            &id.subsystem_vendor.to_le_bytes(),
+        );
+        put(
+            &mut b,
+            hdr!(subsystem_device),
+            &id.subsystem_device.to_le_bytes(),
+        );
+        put(&mut b, hdr!(class_rev), &id.class_rev.to_le_bytes());
+        put(&mut b, hdr!(backend_major), &id.backend_major.to_le_bytes());
+        put(&mut b, hdr!(backend_minor), &id.backend_minor.to_le_bytes());
+        put(&mut b, hdr!(backend), &id.backend);
+        put(&mut b, hdr!(state_size), &id.state_size.to_le_bytes());
+        put(&mut b, hdr!(payload_len), &payload_len.to_le_bytes());
         let crc = header_crc(&b);
-        b[HEADER_CRC_OFFSET..HEADER_CRC_OFFSET + 4].copy_from_slice(&crc.to_le_bytes());
+        put(&mut b, HEADER_CRC_OFFSET, &crc.to_le_bytes());
         b
     }
 
@@ -205,14 +247,14 @@ impl Header {
     /// Fails with [`EINVAL`] for a bad magic or header length and with [`EPROTONOSUPPORT`] for
     /// another major version.
     pub(crate) fn check_start(b: &[u8]) -> Result<usize> {
-        if b.len() < HEADER_LEN || b[0..4] != MAGIC {
+        if b.len() < HEADER_LEN || b[hdr!(magic)..hdr!(magic) + MAGIC.len()] != MAGIC {
             return Err(EINVAL);
         }
-        if le16(b, 4) != VERSION_MAJOR {
+        if le16(b, hdr!(version_major)) != VERSION_MAJOR {
             return Err(EPROTONOSUPPORT);
         }
         // CAST: u32 fits usize.
-        let header_len = le32(b, 8) as usize;
+        let header_len = le32(b, hdr!(header_len)) as usize;
         if !(HEADER_LEN..=MAX_HEADER_LEN).contains(&header_len) {
             return Err(EINVAL);
         }
@@ -231,26 +273,26 @@ impl Header {
         if le32(b, HEADER_CRC_OFFSET) != header_crc(b) {
             return Err(EBADMSG);
         }
-        if le32(b, 12) != 0 {
+        if le32(b, hdr!(flags)) != 0 {
             return Err(EOPNOTSUPP);
         }
         let mut backend = [0u8; BACKEND_NAME_LEN];
-        backend.copy_from_slice(&b[32..48]);
+        backend.copy_from_slice(&b[hdr!(backend)..hdr!(backend) + BACKEND_NAME_LEN]);
         Ok(Header {
-            minor: le16(b, 6),
+            minor: le16(b, hdr!(version_minor)),
             header_len,
             identity: Identity {
-                vendor: le16(b, 16),
-                device: le16(b, 18),
-                subsystem_vendor: le16(b, 20),
-                subsystem_device: le16(b, 22),
-                class_rev: le32(b, 24),
-                backend_major: le16(b, 28),
-                backend_minor: le16(b, 30),
+                vendor: le16(b, hdr!(vendor)),
+                device: le16(b, hdr!(device)),
+                subsystem_vendor: le16(b, hdr!(subsystem_vendor)),
+                subsystem_device: le16(b, hdr!(subsystem_device)),
+                class_rev: le32(b, hdr!(class_rev)),
+                backend_major: le16(b, hdr!(backend_major)),
+                backend_minor: le16(b, hdr!(backend_minor)),
                 backend,
-                state_size: le64(b, 48),
+                state_size: le64(b, hdr!(state_size)),
             },
-            payload_len: le64(b, 56),
+            payload_len: le64(b, hdr!(payload_len)),
         })
     }
 }
@@ -258,9 +300,9 @@ impl Header {
 /// Encodes a record header; its CRC is filled in by [`seal_record`].
 pub(crate) fn record_header(tag: u32, flags: u32, len: u32) -> [u8; RECORD_HEADER_LEN] {
     let mut b = [0u8; RECORD_HEADER_LEN];
-    b[0..4].copy_from_slice(&tag.to_le_bytes());
-    b[4..8].copy_from_slice(&flags.to_le_bytes());
-    b[8..12].copy_from_slice(&len.to_le_bytes());
+    put(&mut b, rec!(tag), &tag.to_le_bytes());
+    put(&mut b, rec!(flags), &flags.to_le_bytes());
+    put(&mut b, rec!(len), &len.to_le_bytes());
     b
 }
 
@@ -276,7 +318,7 @@ fn record_crc(rec: &[u8], payload: &[u8]) -> u32 {
 pub(crate) fn seal_record(record: &mut [u8]) {
     let (rec, payload) = record.split_at_mut(RECORD_HEADER_LEN);
     let crc = record_crc(rec, payload);
-    rec[RECORD_CRC_COVERS..].copy_from_slice(&crc.to_le_bytes());
+    put(rec, rec!(crc), &crc.to_le_bytes());
 }
 
 /// A part of a device's state: `len` bytes, travelling as records tagged `tag`.
@@ -427,7 +469,10 @@ pub(crate) fn section_data(payload: &[u8]) -> Result<(u64, &[u8])> {
     if payload.len() < OFFSET_LEN {
         return Err(EINVAL);
     }
-    Ok((le64(payload, 0), &payload[OFFSET_LEN..]))
+    Ok((
+        le64(payload, offset_of!(SectionRecord, offset)),
+        &payload[OFFSET_LEN..],
+    ))
 }
 
 /// Where the [`Parser`] is in the stream.
@@ -554,9 +599,9 @@ impl Parser {
             Phase::RecordHeader => {
                 self.rec.copy_from_slice(&self.buf);
                 self.buf.clear();
-                let (tag, flags) = (le32(&self.rec, 0), le32(&self.rec, 4));
+                let (tag, flags) = (le32(&self.rec, rec!(tag)), le32(&self.rec, rec!(flags)));
                 // CAST: u32 fits usize.
-                let len = le32(&self.rec, 8) as usize;
+                let len = le32(&self.rec, rec!(len)) as usize;
                 if flags & !FLAG_MANDATORY != 0 || len > MAX_RECORD || (tag == TAG_END && len != 0)
                 {
                     return Err(EINVAL);
@@ -590,7 +635,7 @@ impl Parser {
         if le32(&self.rec, RECORD_CRC_COVERS) != record_crc(&self.rec, &self.buf) {
             return Err(EBADMSG);
         }
-        let tag = le32(&self.rec, 0);
+        let tag = le32(&self.rec, rec!(tag));
         if tag == TAG_END {
             if self.consumed != self.payload_len {
                 return Err(EINVAL);
@@ -601,7 +646,7 @@ impl Parser {
         }
         sink(Event::Record {
             tag,
-            mandatory: le32(&self.rec, 4) & FLAG_MANDATORY != 0,
+            mandatory: le32(&self.rec, rec!(flags)) & FLAG_MANDATORY != 0,
             payload: &self.buf,
         })?;
         self.buf.clear();

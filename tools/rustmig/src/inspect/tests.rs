@@ -377,15 +377,15 @@ fn an_unknown_backends_sections_are_checked_generically() {
 fn tag_names_come_from_the_uapi_header() {
     assert_eq!(
         u64::from(BACKENDS[0].sections[0].0),
-        uapi::RUSTMIG_IVSHMEM_TAG_REGS
+        u64::from(uapi::RUSTMIG_IVSHMEM_TAG_REGS)
     );
     assert_eq!(
         u64::from(BACKENDS[0].sections[1].0),
-        uapi::RUSTMIG_IVSHMEM_TAG_MEM
+        u64::from(uapi::RUSTMIG_IVSHMEM_TAG_MEM)
     );
     assert_eq!(
         u64::from(BACKENDS[1].sections[0].0),
-        uapi::RUSTMIG_EDU_TAG_REGS
+        u64::from(uapi::RUSTMIG_EDU_TAG_REGS)
     );
-    assert_eq!(u64::from(TAG_COMMON), uapi::RUSTMIG_TAG_COMMON);
+    assert_eq!(u64::from(TAG_COMMON), u64::from(uapi::RUSTMIG_TAG_COMMON));
 }
