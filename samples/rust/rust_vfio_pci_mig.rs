@@ -12,7 +12,11 @@
 use kernel::{
     device::Core,
     fs::File,
-    pci,
+    pci::{
+        self,
+        DeviceId,
+        Vendor, //
+    },
     prelude::*,
     sync::{
         aref::ARef,
@@ -30,7 +34,6 @@ use kernel::{
         },
         pci::{
             self as vfio_pci,
-            DeviceId,
             DeviceIo, //
         }, //
     }, //
@@ -43,7 +46,11 @@ const MAGIC: [u8; 4] = *b"RVMS";
 /// The length of the stream.
 const STREAM_LEN: usize = MAGIC.len() + NREGS * 4;
 
-kernel::vfio_pci_device_table!(PCI_TABLE, (), [(DeviceId::new(0x1234, 0x11e8), ())]);
+kernel::pci_device_table!(
+    PCI_TABLE,
+    (),
+    [(DeviceId::from_id_vfio_override(Vendor::QEMU, 0x11e8), ())]
+);
 
 /// The sample driver.
 struct SampleDriver;
@@ -152,7 +159,7 @@ impl vfio_pci::Driver for SampleDriver {
     type IdInfo = ();
     type Data = SampleDevice;
     const NAME: &'static CStr = c"rust-vfio-pci-mig";
-    const ID_TABLE: vfio_pci::IdTable<()> = &PCI_TABLE;
+    const ID_TABLE: pci::IdTable<()> = &PCI_TABLE;
     const MIGRATION_FLAGS: Flags = Flags::STOP_COPY.union(Flags::P2P).union(Flags::PRE_COPY);
 
     fn probe(

@@ -8,9 +8,12 @@
 //!
 //! The generic [`pci::Driver`](crate::pci::Driver) adapter cannot be used for this: it owns the
 //! device's driver data, while `vfio_pci_core` requires the driver data to be the
-//! `vfio_pci_core_device`. [`Registration`] registers a `pci_driver` that follows the C variant
-//! drivers instead: an override-only id table, `driver_managed_dma`, the `vfio_pci_core` AER
-//! handlers and `reset_done` routed to the driver.
+//! `vfio_pci_core_device`. [`Adapter`] is the driver core's adapter for variant drivers instead
+//! ([`driver::RegistrationOps`](crate::driver::RegistrationOps), registered by
+//! [`module_vfio_pci_driver!`](crate::module_vfio_pci_driver) through the driver core's
+//! [`module_driver!`](crate::module_driver)): its `pci_driver` follows the C variant drivers, with
+//! an override-only id table, `driver_managed_dma`, the `vfio_pci_core` AER handlers and
+//! `reset_done` routed to the driver.
 //!
 //! C header: [`include/linux/vfio_pci_core.h`](srctree/include/linux/vfio_pci_core.h)
 
@@ -20,10 +23,9 @@ mod bar;
 mod device;
 mod dirty;
 mod driver;
-mod id;
 mod registration;
 
-use adapter::Adapter;
+pub use adapter::Adapter;
 pub use attribute::AttributeWriter;
 pub use bar::{
     BarGuard,
@@ -37,8 +39,3 @@ pub use dirty::{
     LogRanges, //
 };
 pub use driver::Driver;
-pub use id::{
-    DeviceId,
-    IdTable, //
-};
-pub use registration::Registration;

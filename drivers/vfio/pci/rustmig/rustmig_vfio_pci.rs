@@ -25,7 +25,11 @@ use kernel::{
     },
     fs::File,
     new_mutex,
-    pci,
+    pci::{
+        self,
+        DeviceId,
+        Vendor, //
+    },
     prelude::*,
     sync::{
         aref::ARef,
@@ -42,7 +46,6 @@ use kernel::{
             self as vfio_pci,
             AttributeWriter,
             BarGuard,
-            DeviceId,
             DirtyBitmap,
             LogRanges,
             NUM_BARS, //
@@ -77,12 +80,15 @@ const IVSHMEM: &dyn Backend = &ivshmem::Ivshmem;
 /// The backend of QEMU's edu.
 const EDU: &dyn Backend = &edu::Edu;
 
-kernel::vfio_pci_device_table!(
+kernel::pci_device_table!(
     PCI_TABLE,
     &'static dyn Backend,
     [
-        (DeviceId::new(0x1af4, 0x1110), IVSHMEM),
-        (DeviceId::new(0x1234, 0x11e8), EDU),
+        (
+            DeviceId::from_id_vfio_override(Vendor::REDHAT_QUMRANET, 0x1110),
+            IVSHMEM
+        ),
+        (DeviceId::from_id_vfio_override(Vendor::QEMU, 0x11e8), EDU),
     ]
 );
 
@@ -162,7 +168,7 @@ impl vfio_pci::Driver for RustMig {
     type IdInfo = &'static dyn Backend;
     type Data = RustMigDevice;
     const NAME: &'static CStr = c"rustmig-vfio-pci";
-    const ID_TABLE: vfio_pci::IdTable<&'static dyn Backend> = &PCI_TABLE;
+    const ID_TABLE: pci::IdTable<&'static dyn Backend> = &PCI_TABLE;
     const MIGRATION_FLAGS: Flags = Flags::STOP_COPY.union(Flags::P2P).union(Flags::PRE_COPY);
     const ATTRIBUTE: Option<&'static CStr> = Some(c"migration_compat");
 

@@ -6,7 +6,6 @@
 use super::{
     AttributeWriter,
     Device,
-    DeviceId,
     DirtyBitmap,
     Driver,
     LogRanges,
@@ -32,8 +31,12 @@ use crate::{
 };
 use core::marker::PhantomData;
 
-/// The C callbacks of a vfio-pci variant driver `T`.
-pub(super) struct Adapter<T: Driver>(PhantomData<T>);
+/// The adapter between the PCI and vfio cores and a vfio-pci variant driver `T`: its C callbacks,
+/// and its registration with the driver core ([`driver::RegistrationOps`]), which
+/// [`module_vfio_pci_driver!`](crate::module_vfio_pci_driver) uses.
+///
+/// [`driver::RegistrationOps`]: crate::driver::RegistrationOps
+pub struct Adapter<T: Driver>(PhantomData<T>);
 
 impl<T: Driver> Adapter<T> {
     /// The device ops: `vfio_pci_core` plus the driver's hooks.
@@ -129,10 +132,11 @@ impl<T: Driver> Adapter<T> {
         // device stays valid for the duration of this call.
         let pdev_ref = unsafe { &*pdev.cast::<pci::Device<device::Core<'_>>>() };
 
-        // SAFETY: `id` is either an entry of `T::ID_TABLE` (an `IdArray<DeviceId, T::IdInfo>`,
-        // whose `driver_data` points to the entry's information) or `pci_device_id_any`, whose
-        // `driver_data` is 0. `DeviceId` is a transparent wrapper of `pci_device_id`.
-        let info = unsafe { (*id.cast::<DeviceId>()).info_unchecked_opt::<T::IdInfo>() };
+        // SAFETY: `id` is either an entry of `T::ID_TABLE` (an `IdArray<pci::DeviceId,
+        // T::IdInfo>`, whose `driver_data` points to the entry's information) or
+        // `pci_device_id_any`, whose `driver_data` is 0. `pci::DeviceId` is a transparent wrapper
+        // of `pci_device_id`.
+        let info = unsafe { (*id.cast::<pci::DeviceId>()).info_unchecked_opt::<T::IdInfo>() };
 
         from_result(|| {
             let this = Device::<T>::new(pdev_ref, T::probe(pdev_ref, info))?;
@@ -164,10 +168,13 @@ impl<T: Driver> Adapter<T> {
         let (core, vdev) = (this.as_raw(), this.as_vfio_raw());
 
         // SAFETY: The device was registered by `probe_callback`. Unregistering waits for all
-        // users to close it; then the probe's reference is dropped, which frees the device and
-        // drops the driver data unless the vfio core still holds a reference.
+        // users to close it; then nothing reads the driver data, which the driver core would
+        // otherwise take back as the Rust driver's after remove (`DriverLayout::DriverData` is
+        // `()`), and the probe's reference is dropped, which frees the device and drops the
+        // driver data unless the vfio core still holds a reference.
         unsafe {
             bindings::vfio_pci_core_unregister_device(core);
+            bindings::dev_set_drvdata(&raw mut (*pdev).dev, core::ptr::null_mut());
             bindings::vfio_put_device(vdev);
         }
     }
@@ -330,9 +337,15 @@ impl<T: Driver> Adapter<T> {
         })
     }
 
-    /// The VMA ops of a BAR mmap: `vfio_pci_core`'s, with the fence of [`Device::fence_bars`].
+    /// The VMA ops of a BAR mmap: `vfio_pci_core`'s, with the fence of [`Device::fence_bars`],
+    /// huge mappings of BARs included.
     pub(super) const BAR_VM_OPS: bindings::vm_operations_struct = bindings::vm_operations_struct {
         fault: Some(Self::bar_fault_callback),
+        huge_fault: if cfg!(CONFIG_ARCH_SUPPORTS_HUGE_PFNMAP) {
+            Some(Self::bar_huge_fault_callback)
+        } else {
+            None
+        },
         ..pin_init::zeroed()
     };
 
@@ -395,13 +408,20 @@ impl<T: Driver> Adapter<T> {
     pub(super) extern "C" fn bar_fault_callback(
         vmf: *mut bindings::vm_fault,
     ) -> bindings::vm_fault_t {
+        Self::bar_huge_fault_callback(vmf, 0)
+    }
+
+    pub(super) extern "C" fn bar_huge_fault_callback(
+        vmf: *mut bindings::vm_fault,
+        order: c_uint,
+    ) -> bindings::vm_fault_t {
         // SAFETY: The VMA was set up by `mmap_callback`, whose private data is the core device,
         // the first field of a `Device<T>`; the device fd the VMA holds keeps it alive and open.
         let this = unsafe {
             Device::<T>::from_vfio_raw((*(*vmf).__bindgen_anon_1.vma).vm_private_data.cast())
         };
         // SAFETY: `vmf` is a fault on a BAR mmap of `this`, as set up by `mmap_callback`.
-        unsafe { this.bar_fault(vmf) }
+        unsafe { this.bar_fault(vmf, order) }
     }
 
     pub(super) extern "C" fn release_callback(vdev: *mut bindings::vfio_device) {

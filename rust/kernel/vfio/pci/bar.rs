@@ -36,6 +36,7 @@ use super::{
 use crate::{
     bindings,
     error::from_err_ptr,
+    page::PAGE_SIZE,
     prelude::*,
     sync::{
         atomic::{
@@ -526,26 +527,49 @@ impl<T: Driver> Device<T> {
         }
     }
 
-    /// Handles a fault on a BAR mmap: maps the page unless the BARs are fenced.
+    /// Handles a fault of `order` on a BAR mmap (0: one page, or a huge page the mapping may
+    /// take): maps it unless the BARs are fenced.
+    ///
+    /// It computes the pages as `vfio_pci_core`'s own fault handlers do, and like them returns
+    /// `VM_FAULT_FALLBACK` for an order that does not fit the VMA or the BAR's alignment at the
+    /// faulting address, so that the fault is retried with a smaller one.
     ///
     /// # Safety
     ///
     /// `vmf` is a fault on a VMA set up by `vfio_pci_core_mmap` for a BAR of this device.
-    pub(super) unsafe fn bar_fault(&self, vmf: *mut bindings::vm_fault) -> bindings::vm_fault_t {
+    pub(super) unsafe fn bar_fault(
+        &self,
+        vmf: *mut bindings::vm_fault,
+        order: u32,
+    ) -> bindings::vm_fault_t {
         let core = self.as_raw();
         // SAFETY: The caller guarantees `vmf` and its VMA are valid for the fault.
-        let (vm_pgoff, pgoff) = unsafe {
+        let (vm_start, vm_end, vm_pgoff, address) = unsafe {
+            let vma = (*vmf).__bindgen_anon_1.vma;
+            let range = (*vma).__bindgen_anon_1.__bindgen_anon_1;
             (
-                (*(*vmf).__bindgen_anon_1.vma).vm_pgoff,
-                (*vmf).__bindgen_anon_1.pgoff,
+                range.vm_start,
+                range.vm_end,
+                (*vma).vm_pgoff,
+                (*vmf).__bindgen_anon_1.address,
             )
         };
+        let size = PAGE_SIZE << order;
+        let addr = address & !(size - 1);
+        // As `is_aligned_for_order()`: a huge mapping stays in the VMA...
+        if order != 0 && (addr < vm_start || addr + size > vm_end) {
+            return bindings::vm_fault_reason_VM_FAULT_FALLBACK;
+        }
         let shift = OFFSET_SHIFT - bindings::PAGE_SHIFT;
         let bar = vm_pgoff >> shift;
-        let in_bar = pgoff & ((1 << shift) - 1);
+        let in_bar = (vm_pgoff & ((1 << shift) - 1)) + ((addr - vm_start) >> bindings::PAGE_SHIFT);
         // SAFETY: `vfio_pci_core_mmap` accepted the VMA, so `bar` is a BAR of `pdev`.
         let start = unsafe { (*(*core).pdev).resource[bar].start };
         let pfn = (start >> bindings::PAGE_SHIFT) as usize + in_bar;
+        // ... and maps pages aligned to its size.
+        if pfn & ((1 << order) - 1) != 0 {
+            return bindings::vm_fault_reason_VM_FAULT_FALLBACK;
+        }
 
         // SAFETY: `memory_lock` is initialised; the fault handler may sleep.
         unsafe { bindings::down_read(&raw mut (*core).memory_lock) };
@@ -553,8 +577,9 @@ impl<T: Driver> Device<T> {
             bindings::vm_fault_reason_VM_FAULT_SIGBUS
         } else {
             // SAFETY: `memory_lock` is held for reading, as the function requires, and `pfn`
-            // is the page of the BAR that `vmf` faults on, as `vfio_pci_core` computes it.
-            unsafe { bindings::vfio_pci_vmf_insert_pfn(core, vmf, pfn, 0) }
+            // is the first page of the BAR that `vmf` faults on, aligned to `order`, as
+            // `vfio_pci_core` computes it.
+            unsafe { bindings::vfio_pci_vmf_insert_pfn(core, vmf, pfn, order) }
         };
         // SAFETY: Taken above.
         unsafe { bindings::up_read(&raw mut (*core).memory_lock) };

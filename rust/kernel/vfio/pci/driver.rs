@@ -7,7 +7,6 @@ use super::{
     BarGuard,
     Device,
     DirtyBitmap,
-    IdTable,
     LogRanges, //
 };
 use crate::{
@@ -38,8 +37,10 @@ pub trait Driver: Sized + 'static {
     /// The name of the device's `vfio_device_ops`.
     const NAME: &'static CStr;
 
-    /// The devices the driver can be bound to.
-    const ID_TABLE: IdTable<Self::IdInfo>;
+    /// The devices the driver can be bound to: every id is override-only
+    /// ([`pci::DeviceId::from_id_vfio_override`]), or the driver fails to register with
+    /// [`EINVAL`].
+    const ID_TABLE: pci::IdTable<Self::IdInfo>;
 
     /// Creates the driver data of a device being bound.
     ///
