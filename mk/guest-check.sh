@@ -133,9 +133,11 @@ VFIO_MIGRATION_TEST_PEER=$D VFIO_MIGRATION_TEST_BAR=2 VFIO_MIGRATION_TEST_DMA_LO
 	run_test rustmig.migration.ivshmem-c "$T/vfio_pci_migration_test" "$C"
 VFIO_MIGRATION_TEST_PEER=$EDU2 VFIO_MIGRATION_TEST_DMA_LOG=edu \
 	run_test rustmig.migration.edu "$T/vfio_pci_migration_test" "$EDU"
+# A's 256 MiB BAR2 is mapped 256 MiB aligned (the test library aligns BAR
+# mmaps as QEMU does), so its faults take huge pages: the fence holds for them.
 VFIO_MIGRATION_TEST_PEER=$B VFIO_MIGRATION_TEST_BAR=2 \
 	run_test rustmig.migration.ivshmem-a-256m "$T/vfio_pci_migration_test" \
-	-t round_trip_to_peer_is_bit_exact "$A"
+	-t round_trip_to_peer_is_bit_exact -t bars_are_fenced_while_stopped "$A"
 
 # The stream format against malformed input: 2,000 streams on ivshmem C (each
 # up to 1 MiB) and 9,000 on edu, each refused with its documented errno into
