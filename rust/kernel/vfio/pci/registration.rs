@@ -44,7 +44,7 @@ unsafe impl<T: Driver> driver::RegistrationOps for Adapter<T> {
             );
             return Err(EINVAL);
         }
-        let groups = Attribute::<T>::new()?;
+        let groups = Attribute::<T>::alloc()?;
         let drv = pdrv.get();
         // SAFETY: The fields of a `pci_driver` being registered may be set; `drv` is valid and,
         // by the caller's guarantee, pinned until `unregister`. A vfio-pci variant driver
@@ -68,7 +68,7 @@ unsafe impl<T: Driver> driver::RegistrationOps for Adapter<T> {
             bindings::__pci_register_driver(drv, module.as_ptr(), name.as_char_ptr())
         });
         if ret.is_err() {
-            // SAFETY: `groups` is what `Attribute::new` returned, and no device has it.
+            // SAFETY: `groups` is what `Attribute::alloc` returned, and no device has it.
             unsafe { Attribute::<T>::free(groups) };
         }
         ret
@@ -79,7 +79,7 @@ unsafe impl<T: Driver> driver::RegistrationOps for Adapter<T> {
         // SAFETY: By the safety requirements `drv` is registered; unregistering unbinds every
         // device, which removes the attribute from each.
         unsafe { bindings::pci_unregister_driver(drv) };
-        // SAFETY: `dev_groups` is what `Attribute::new` returned in `register`, and no device
+        // SAFETY: `dev_groups` is what `Attribute::alloc` returned in `register`, and no device
         // has the attribute any more.
         unsafe { Attribute::<T>::free((*drv).dev_groups) };
     }
@@ -120,7 +120,7 @@ struct Attribute<T: Driver> {
 impl<T: Driver> Attribute<T> {
     /// Allocates the attribute of `T` and returns the value of `dev_groups`: its group list, or
     /// NULL if `T` has no attribute.
-    fn new() -> Result<*mut *const bindings::attribute_group> {
+    fn alloc() -> Result<*mut *const bindings::attribute_group> {
         let Some(name) = T::ATTRIBUTE else {
             return Ok(core::ptr::null_mut());
         };
@@ -158,11 +158,11 @@ impl<T: Driver> Attribute<T> {
         Ok(this.cast())
     }
 
-    /// Frees what [`Attribute::new`] returned.
+    /// Frees what [`Attribute::alloc`] returned.
     ///
     /// # Safety
     ///
-    /// `groups` must come from [`Attribute::new`] for the same `T` and not be freed yet, and no
+    /// `groups` must come from [`Attribute::alloc`] for the same `T` and not be freed yet, and no
     /// device may have the attribute any more.
     unsafe fn free(groups: *mut *const bindings::attribute_group) {
         if !groups.is_null() {
@@ -227,7 +227,8 @@ mod tests {
         assert!(!auto.is_override_only());
         let bad = [raw(ivshmem), raw(auto), raw(edu), end];
         // SAFETY: As above.
-        assert_eq!(unsafe { first_auto_id(bad.as_ptr()) }, Some((0x1234, 0x11e9)));
+        let first = unsafe { first_auto_id(bad.as_ptr()) };
+        assert_eq!(first, Some((0x1234, 0x11e9)));
         // SAFETY: As above.
         assert_eq!(unsafe { first_auto_id([end].as_ptr()) }, None);
     }
