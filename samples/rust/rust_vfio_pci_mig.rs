@@ -10,7 +10,10 @@
 //! rest (the state machine, its locking and resets, the data files).
 
 use kernel::{
-    device::Core,
+    device::{
+        Bound,
+        Core, //
+    },
     fs::File,
     pci::{
         self,
@@ -32,10 +35,7 @@ use kernel::{
             State,
             StateMachine, //
         },
-        pci::{
-            self as vfio_pci,
-            DeviceIo, //
-        }, //
+        pci as vfio_pci, //
     }, //
 };
 
@@ -87,7 +87,7 @@ impl migration::Saver<SampleDriver> for Saved {
 
 /// The stream of a resuming device, loaded into its registers at the end.
 struct Loading {
-    dev: DeviceIo<SampleDriver>,
+    dev: ARef<vfio_pci::Device<SampleDriver>>,
     buf: [u8; STREAM_LEN],
     len: usize,
 }
@@ -143,7 +143,7 @@ impl Migration for SampleDriver {
 
     fn resume(dev: &Self::Device) -> Result<Loading> {
         Ok(Loading {
-            dev: dev.io(),
+            dev: dev.into(),
             buf: [0; STREAM_LEN],
             len: 0,
         })
@@ -177,23 +177,26 @@ impl vfio_pci::Driver for SampleDriver {
         })
     }
 
-    fn close_device(dev: &vfio_pci::Device<Self>) {
+    fn close_device(dev: &vfio_pci::Device<Self, Bound>) {
         dev.data().machine.close(dev);
     }
 
-    fn reset_done(dev: &vfio_pci::Device<Self>) {
+    fn reset_done(dev: &vfio_pci::Device<Self, Bound>) {
         dev.data().machine.reset_done(dev);
     }
 
-    fn migration_set_state(dev: &vfio_pci::Device<Self>, new: State) -> Result<Option<ARef<File>>> {
+    fn migration_set_state(
+        dev: &vfio_pci::Device<Self, Bound>,
+        new: State,
+    ) -> Result<Option<ARef<File>>> {
         dev.data().machine.set_state(dev, new)
     }
 
-    fn migration_get_state(dev: &vfio_pci::Device<Self>) -> Result<State> {
+    fn migration_get_state(dev: &vfio_pci::Device<Self, Bound>) -> Result<State> {
         Ok(dev.data().machine.state(dev))
     }
 
-    fn migration_get_data_size(dev: &vfio_pci::Device<Self>) -> Result<usize> {
+    fn migration_get_data_size(dev: &vfio_pci::Device<Self, Bound>) -> Result<usize> {
         dev.data().machine.data_size(dev)
     }
 }

@@ -29,7 +29,6 @@ pub use adapter::Adapter;
 pub use attribute::AttributeWriter;
 pub use bar::{
     BarGuard,
-    DeviceIo,
     IoAccess,
     NUM_BARS, //
 };

@@ -19,37 +19,6 @@ fn magic_is_the_headers() {
     assert_eq!(&MAGIC, b"RMIG");
 }
 
-#[test]
-fn versions_and_lengths_are_the_headers() {
-    assert_eq!(
-        u64::from(VERSION_MAJOR),
-        u64::from(RUSTMIG_STREAM_VERSION_MAJOR)
-    );
-    assert_eq!(
-        u64::from(VERSION_MINOR),
-        u64::from(RUSTMIG_STREAM_VERSION_MINOR)
-    );
-    assert_eq!(u(HEADER_LEN), u64::from(RUSTMIG_STREAM_HEADER_LEN));
-    assert_eq!(u(MAX_HEADER_LEN), u64::from(RUSTMIG_STREAM_MAX_HEADER_LEN));
-    assert_eq!(
-        u(HEADER_CRC_OFFSET),
-        u64::from(RUSTMIG_STREAM_HEADER_CRC_OFFSET)
-    );
-    assert_eq!(u(BACKEND_NAME_LEN), u64::from(RUSTMIG_BACKEND_NAME_LEN));
-    assert_eq!(u(MAX_RECORD), u64::from(RUSTMIG_RECORD_MAX_LEN));
-    // The header's comment: "a section offset and 64 KiB of data".
-    assert_eq!(u(OFFSET_LEN + CHUNK), u64::from(RUSTMIG_RECORD_MAX_LEN));
-}
-
-#[test]
-fn record_constants_are_the_headers() {
-    assert_eq!(u64::from(TAG_END), u64::from(RUSTMIG_TAG_END));
-    assert_eq!(
-        u64::from(FLAG_MANDATORY),
-        u64::from(RUSTMIG_RECORD_MANDATORY)
-    );
-}
-
 /// The header's layout, as encoded by `stream.rs`: its length and where the CRC is.
 #[test]
 fn encoded_header_matches_the_headers_layout() {

@@ -21,6 +21,7 @@ use core::fmt::Write;
 use kernel::{
     device::{
         self,
+        Bound,
         Core, //
     },
     fs::File,
@@ -226,20 +227,26 @@ impl vfio_pci::Driver for RustMig {
 
     /// The compatibility descriptor: the identity that this device's streams carry and that it
     /// requires of the streams it loads.
-    fn show_attribute(dev: &vfio_pci::Device<Self>, out: &mut AttributeWriter<'_>) -> Result {
+    fn show_attribute(
+        dev: &vfio_pci::Device<Self, Bound>,
+        out: &mut AttributeWriter<'_>,
+    ) -> Result {
         writeln!(out, "{}", dev.data().identity).map_err(|_| EOVERFLOW)
     }
 
-    fn close_device(dev: &vfio_pci::Device<Self>) {
+    fn close_device(dev: &vfio_pci::Device<Self, Bound>) {
         *dev.data().log.lock() = None;
         dev.data().machine.close(dev);
     }
 
-    fn reset_done(dev: &vfio_pci::Device<Self>) {
+    fn reset_done(dev: &vfio_pci::Device<Self, Bound>) {
         dev.data().machine.reset_done(dev);
     }
 
-    fn migration_set_state(dev: &vfio_pci::Device<Self>, new: State) -> Result<Option<ARef<File>>> {
+    fn migration_set_state(
+        dev: &vfio_pci::Device<Self, Bound>,
+        new: State,
+    ) -> Result<Option<ARef<File>>> {
         dev.data().machine.set_state(dev, new)
     }
 
@@ -254,7 +261,7 @@ impl vfio_pci::Driver for RustMig {
     }
 
     fn bar_write(
-        dev: &vfio_pci::Device<Self>,
+        dev: &vfio_pci::Device<Self, Bound>,
         bars: &BarGuard<'_, Self>,
         bar: u32,
         offset: u64,
@@ -272,7 +279,7 @@ impl vfio_pci::Driver for RustMig {
     }
 
     fn log_start(
-        dev: &vfio_pci::Device<Self>,
+        dev: &vfio_pci::Device<Self, Bound>,
         ranges: LogRanges<'_>,
         page_size: &mut u64,
     ) -> Result {
@@ -308,7 +315,7 @@ impl vfio_pci::Driver for RustMig {
         Ok(())
     }
 
-    fn log_stop(dev: &vfio_pci::Device<Self>) -> Result {
+    fn log_stop(dev: &vfio_pci::Device<Self, Bound>) -> Result {
         *dev.data().log.lock() = None;
         Ok(())
     }
@@ -316,7 +323,7 @@ impl vfio_pci::Driver for RustMig {
     /// Reports what the backend's transfers wrote (see [`dirty`]); a device that does no DMA
     /// has nothing to report.
     fn log_read_and_clear(
-        dev: &vfio_pci::Device<Self>,
+        dev: &vfio_pci::Device<Self, Bound>,
         iova: usize,
         length: usize,
         dirty: &mut DirtyBitmap<'_>,
@@ -352,11 +359,11 @@ impl vfio_pci::Driver for RustMig {
         Ok(())
     }
 
-    fn migration_get_state(dev: &vfio_pci::Device<Self>) -> Result<State> {
+    fn migration_get_state(dev: &vfio_pci::Device<Self, Bound>) -> Result<State> {
         Ok(dev.data().machine.state(dev))
     }
 
-    fn migration_get_data_size(dev: &vfio_pci::Device<Self>) -> Result<usize> {
+    fn migration_get_data_size(dev: &vfio_pci::Device<Self, Bound>) -> Result<usize> {
         dev.data().machine.data_size(dev)
     }
 }

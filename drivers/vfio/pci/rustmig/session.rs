@@ -33,20 +33,18 @@ use crate::{
 };
 use kernel::{
     prelude::*,
+    sync::aref::ARef,
     vfio::{
         migration::{
             self,
             Session, //
         },
-        pci::{
-            Device,
-            DeviceIo, //
-        },
+        pci::Device,
     }, //
 };
 
 /// Locks the BARs of `dev` for an access on behalf of session `s`, unless it ended.
-fn bars<'a>(dev: &'a DeviceIo<RustMig>, s: &Session<RustMig>) -> Result<Bars<'a>> {
+fn bars<'a>(dev: &'a Device<RustMig>, s: &Session<RustMig>) -> Result<Bars<'a>> {
     let bars = dev.lock_bars()?;
     // A reset ends the session under the lock just taken: checked after taking it, so no stale
     // stream reaches, or comes from, a reset device.
@@ -59,7 +57,7 @@ fn bars<'a>(dev: &'a DeviceIo<RustMig>, s: &Session<RustMig>) -> Result<Bars<'a>
 /// The stream of a saving device.
 pub(crate) struct Saver {
     /// The device.
-    dev: DeviceIo<RustMig>,
+    dev: ARef<Device<RustMig>>,
     /// The next unit to build.
     cursor: Cursor,
     /// Where the next unit starts in the stream.
@@ -70,7 +68,7 @@ impl Saver {
     /// Creates the saver of `dev`'s stream.
     pub(crate) fn new(dev: &Device<RustMig>) -> Self {
         Saver {
-            dev: dev.io(),
+            dev: dev.into(),
             cursor: Cursor::default(),
             next: 0,
         }
@@ -129,7 +127,7 @@ impl migration::Saver<RustMig> for Saver {
 /// The stream of a resuming device.
 pub(crate) struct Loader {
     /// The device.
-    dev: DeviceIo<RustMig>,
+    dev: ARef<Device<RustMig>>,
     parser: Parser,
     /// The section and offset the next record must carry.
     next_section: usize,
@@ -140,7 +138,7 @@ impl Loader {
     /// Creates the loader of `dev`'s stream.
     pub(crate) fn new(dev: &Device<RustMig>) -> Result<Self> {
         Ok(Loader {
-            dev: dev.io(),
+            dev: dev.into(),
             parser: Parser::new()?,
             next_section: 0,
             next_offset: 0,

@@ -164,7 +164,7 @@ impl<T: Driver> Adapter<T> {
 
     pub(super) extern "C" fn remove_callback(pdev: *mut bindings::pci_dev) {
         // SAFETY: remove is only called for a device whose probe succeeded.
-        let this = unsafe { Device::<T>::from_pci_raw(pdev) };
+        let this = unsafe { Device::<T, device::Bound>::from_pci_raw(pdev) };
         let (core, vdev) = (this.as_raw(), this.as_vfio_raw());
 
         // SAFETY: The device was registered by `probe_callback`. Unregistering waits for all
@@ -187,8 +187,13 @@ impl<T: Driver> Adapter<T> {
         // SAFETY: The attribute is only in the `dev_groups` of `T`'s driver: the driver core
         // creates it on a PCI device once `T`'s probe succeeded and removes it (waiting for this
         // call) before `T`'s remove runs, so `dev` is embedded in a `pci_dev` bound to `T`.
-        let this =
-            unsafe { Device::<T>::from_pci_raw(crate::container_of!(dev, bindings::pci_dev, dev)) };
+        let this = unsafe {
+            Device::<T, device::Bound>::from_pci_raw(crate::container_of!(
+                dev,
+                bindings::pci_dev,
+                dev
+            ))
+        };
         // SAFETY: sysfs hands a show callback a buffer of a page, writable for the call.
         let page = unsafe { core::slice::from_raw_parts_mut(buf.cast::<u8>(), PAGE_SIZE) };
         let mut out = AttributeWriter::new(page);
@@ -201,14 +206,14 @@ impl<T: Driver> Adapter<T> {
 
     pub(super) extern "C" fn reset_done_callback(pdev: *mut bindings::pci_dev) {
         // SAFETY: The PCI core calls the error handlers only for a device bound to the driver.
-        let this = unsafe { Device::<T>::from_pci_raw(pdev) };
+        let this = unsafe { Device::<T, device::Bound>::from_pci_raw(pdev) };
         T::reset_done(this);
     }
 
     pub(super) extern "C" fn open_device_callback(vdev: *mut bindings::vfio_device) -> c_int {
         // SAFETY: The vfio core calls `open_device` only on registered devices, whose `data` is
         // initialised, and they stay alive for the call.
-        let this = unsafe { Device::<T>::from_vfio_raw(vdev) };
+        let this = unsafe { Device::<T, device::Bound>::from_vfio_raw(vdev) };
         let core = this.as_raw();
 
         from_result(|| {
@@ -232,7 +237,7 @@ impl<T: Driver> Adapter<T> {
 
     pub(super) extern "C" fn close_device_callback(vdev: *mut bindings::vfio_device) {
         // SAFETY: The vfio core calls `close_device` only on open, registered devices.
-        let this = unsafe { Device::<T>::from_vfio_raw(vdev) };
+        let this = unsafe { Device::<T, device::Bound>::from_vfio_raw(vdev) };
         if T::HAS_CLOSE_DEVICE {
             T::close_device(this);
         }
@@ -247,7 +252,7 @@ impl<T: Driver> Adapter<T> {
         new: bindings::vfio_device_mig_state,
     ) -> *mut bindings::file {
         // SAFETY: The vfio core calls migration ops only on registered devices.
-        let this = unsafe { Device::<T>::from_vfio_raw(vdev) };
+        let this = unsafe { Device::<T, device::Bound>::from_vfio_raw(vdev) };
         // "ERROR cannot be specified as a device state" (uAPI), not even when the device is in
         // it, which a driver's transition loop would take for a request already met.
         let res = match State::try_from(new.0) {
@@ -266,7 +271,7 @@ impl<T: Driver> Adapter<T> {
         state: *mut bindings::vfio_device_mig_state,
     ) -> c_int {
         // SAFETY: The vfio core calls migration ops only on registered devices.
-        let this = unsafe { Device::<T>::from_vfio_raw(vdev) };
+        let this = unsafe { Device::<T, device::Bound>::from_vfio_raw(vdev) };
         from_result(|| {
             let cur = T::migration_get_state(this)?;
             // SAFETY: `state` is valid for writes for the call.
@@ -280,7 +285,7 @@ impl<T: Driver> Adapter<T> {
         len: *mut c_ulong,
     ) -> c_int {
         // SAFETY: The vfio core calls migration ops only on registered devices.
-        let this = unsafe { Device::<T>::from_vfio_raw(vdev) };
+        let this = unsafe { Device::<T, device::Bound>::from_vfio_raw(vdev) };
         from_result(|| {
             let size = T::migration_get_data_size(this)?;
             // SAFETY: `len` is valid for writes for the call.
@@ -296,7 +301,7 @@ impl<T: Driver> Adapter<T> {
         page_size: *mut u64,
     ) -> c_int {
         // SAFETY: The vfio core calls log ops only on registered devices.
-        let this = unsafe { Device::<T>::from_vfio_raw(vdev) };
+        let this = unsafe { Device::<T, device::Bound>::from_vfio_raw(vdev) };
         let ranges = LogRanges {
             root: ranges,
             len: nnodes,
@@ -312,7 +317,7 @@ impl<T: Driver> Adapter<T> {
 
     pub(super) extern "C" fn log_stop_callback(vdev: *mut bindings::vfio_device) -> c_int {
         // SAFETY: The vfio core calls log ops only on registered devices.
-        let this = unsafe { Device::<T>::from_vfio_raw(vdev) };
+        let this = unsafe { Device::<T, device::Bound>::from_vfio_raw(vdev) };
         from_result(|| {
             T::log_stop(this)?;
             Ok(0)
@@ -326,7 +331,7 @@ impl<T: Driver> Adapter<T> {
         dirty: *mut bindings::iova_bitmap,
     ) -> c_int {
         // SAFETY: The vfio core calls log ops only on registered devices.
-        let this = unsafe { Device::<T>::from_vfio_raw(vdev) };
+        let this = unsafe { Device::<T, device::Bound>::from_vfio_raw(vdev) };
         let mut dirty = DirtyBitmap {
             bitmap: dirty,
             _p: PhantomData,
@@ -356,7 +361,7 @@ impl<T: Driver> Adapter<T> {
         ppos: *mut bindings::loff_t,
     ) -> isize {
         // SAFETY: The vfio core calls `read` only on open devices, with a valid `ppos`.
-        let (this, pos) = unsafe { (Device::<T>::from_vfio_raw(vdev), *ppos) };
+        let (this, pos) = unsafe { (Device::<T, device::Bound>::from_vfio_raw(vdev), *ppos) };
         // SAFETY: The arguments are the vfio core's, passed on unchanged.
         this.rw_gated(pos, || unsafe {
             bindings::vfio_pci_core_read(vdev, buf, count, ppos)
@@ -370,7 +375,7 @@ impl<T: Driver> Adapter<T> {
         ppos: *mut bindings::loff_t,
     ) -> isize {
         // SAFETY: The vfio core calls `write` only on open devices, with a valid `ppos`.
-        let (this, pos) = unsafe { (Device::<T>::from_vfio_raw(vdev), *ppos) };
+        let (this, pos) = unsafe { (Device::<T, device::Bound>::from_vfio_raw(vdev), *ppos) };
         if let Some(bar) = this.trapped_bar(pos) {
             // SAFETY: `ppos` is valid and `buf` is the user's pointer, as the vfio core gives
             // them.
@@ -418,7 +423,9 @@ impl<T: Driver> Adapter<T> {
         // SAFETY: The VMA was set up by `mmap_callback`, whose private data is the core device,
         // the first field of a `Device<T>`; the device fd the VMA holds keeps it alive and open.
         let this = unsafe {
-            Device::<T>::from_vfio_raw((*(*vmf).__bindgen_anon_1.vma).vm_private_data.cast())
+            Device::<T, device::Bound>::from_vfio_raw(
+                (*(*vmf).__bindgen_anon_1.vma).vm_private_data.cast(),
+            )
         };
         // SAFETY: `vmf` is a fault on a BAR mmap of `this`, as set up by `mmap_callback`.
         unsafe { this.bar_fault(vmf, order) }

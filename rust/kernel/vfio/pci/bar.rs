@@ -10,8 +10,8 @@
 //! the fence; mappings fault back in on the next access.
 //!
 //! The driver itself reads and writes the BARs through [`Device::lock_bars`], fenced or not,
-//! while the device is open. [`DeviceIo`] is a counted
-//! reference to a device for objects that outlive a callback, such as migration data files.
+//! while the device is open; an [`ARef<Device>`](crate::sync::aref::ARef) held by an object that
+//! outlives a callback, such as a migration data file, may do so too.
 //!
 //! A driver may also trap the user's writes to some BARs ([`Driver::traps_bar`]), e.g. to see
 //! the commands that make a device write memory by DMA. Such a BAR cannot be mapped by the user:
@@ -35,7 +35,15 @@ use super::{
 };
 use crate::{
     bindings,
+    device,
     error::from_err_ptr,
+    io::{
+        io_project,
+        Io,
+        Mmio,
+        MmioRaw,
+        Region, //
+    },
     page::PAGE_SIZE,
     prelude::*,
     sync::{
@@ -52,7 +60,6 @@ use crate::{
         UserSlice, //
     }, //
 };
-use core::ptr::NonNull;
 
 /// The number of memory and I/O BARs of a PCI function.
 pub const NUM_BARS: u32 = bindings::VFIO_PCI_ROM_REGION_INDEX;
@@ -208,11 +215,13 @@ impl<'a, T: Driver> BarGuard<'a, T> {
         Ok(Self { dev, cmd })
     }
 
-    /// Returns the kernel mapping of `len` bytes at `offset` of BAR `bar`.
-    fn map(&self, bar: u32, offset: u64, len: usize) -> Result<*mut c_void> {
-        let end = offset.checked_add(len as u64).ok_or(EINVAL)?;
-        if end > self.dev.bar_len(bar) {
-            return Err(EINVAL);
+    /// Returns the kernel mapping of BAR `bar`, valid while the guard is held.
+    ///
+    /// Fails with [`ENODEV`] for a BAR that is not mapped: not implemented, or not memory.
+    pub fn mmio(&self, bar: u32) -> Result<Mmio<'_, Region>> {
+        let len = usize::try_from(self.dev.bar_len(bar)).map_err(|_| ENODEV)?;
+        if len == 0 {
+            return Err(ENODEV);
         }
         // SAFETY: `memory_lock` is held and `lock_bars` saw the device open, so `barmap` is set
         // up and stable; `bar` < `NUM_BARS` since the BAR has a length. `pdev` is alive while
@@ -230,9 +239,21 @@ impl<'a, T: Driver> BarGuard<'a, T> {
         if base.is_null() || flags & bindings::IORESOURCE_MEM as usize == 0 {
             return Err(ENODEV);
         }
-        // CAST: `offset` < the BAR's length, which fits the address space it is mapped into.
-        // SAFETY: `base` maps the whole BAR and `offset + len` is within it.
-        Ok(unsafe { base.add(offset as usize) })
+        let raw = MmioRaw::<Region>::new_region(base.addr(), len)?;
+        // SAFETY: `vfio_pci_core` maps each memory BAR whole (`pci_iomap` with no length limit),
+        // and the mapping stays while the device is open: `memory_lock`, held by `self`, keeps
+        // it from being closed for the lifetime of the returned view.
+        Ok(unsafe { Mmio::from_raw(raw) })
+    }
+
+    /// Returns the bytes `[offset, offset + len)` of BAR `bar`.
+    fn bytes(&self, bar: u32, offset: u64, len: usize) -> Result<Mmio<'_, [u8]>> {
+        let bar = self.mmio(bar)?.as_bytes();
+        let start = usize::try_from(offset).map_err(|_| EINVAL)?;
+        match start.checked_add(len) {
+            Some(end) if end <= bar.len() => Ok(io_project!(bar, [try: start..end])),
+            _ => Err(EINVAL),
+        }
     }
 
     /// Reads `buf.len()` bytes at `offset` of BAR `bar` into `buf`.
@@ -240,72 +261,47 @@ impl<'a, T: Driver> BarGuard<'a, T> {
     /// Fails with [`EINVAL`] for a range outside the BAR and [`ENODEV`] for a BAR that is not
     /// mapped (not implemented, or not memory).
     pub fn read(&self, bar: u32, offset: u64, buf: &mut [u8]) -> Result {
-        let src = self.map(bar, offset, buf.len())?;
-        // SAFETY: `src` maps `buf.len()` bytes of the BAR; `buf` is valid for as many.
-        unsafe { bindings::memcpy_fromio(buf.as_mut_ptr().cast(), src, buf.len()) };
+        self.bytes(bar, offset, buf.len())?.copy_to_slice(buf);
+        Ok(())
+    }
+
+    /// Writes `buf` at `offset` of BAR `bar`. Fails as [`BarGuard::read`] does.
+    pub fn write(&self, bar: u32, offset: u64, buf: &[u8]) -> Result {
+        self.bytes(bar, offset, buf.len())?.copy_from_slice(buf);
         Ok(())
     }
 
     /// Reads the 32-bit register at `offset` (4-byte aligned) of BAR `bar`.
     pub fn read32(&self, bar: u32, offset: u64) -> Result<u32> {
-        let p = self.map_aligned(bar, offset, 4)?;
-        // SAFETY: `p` maps an aligned register of the BAR.
-        Ok(unsafe { bindings::readl(p) })
+        self.mmio(bar)?.try_read32(io_offset(offset)?)
     }
 
     /// Writes the 32-bit register at `offset` (4-byte aligned) of BAR `bar`.
     pub fn write32(&self, bar: u32, offset: u64, value: u32) -> Result {
-        let p = self.map_aligned(bar, offset, 4)?;
-        // SAFETY: `p` maps an aligned register of the BAR.
-        unsafe { bindings::writel(value, p) };
-        Ok(())
+        self.mmio(bar)?.try_write32(value, io_offset(offset)?)
     }
 
     /// Reads the 64-bit register at `offset` (8-byte aligned) of BAR `bar`.
     pub fn read64(&self, bar: u32, offset: u64) -> Result<u64> {
-        let p = self.map_aligned(bar, offset, 8)?;
-        // SAFETY: `p` maps an aligned register of the BAR.
-        Ok(unsafe { bindings::readq(p) })
+        self.mmio(bar)?.try_read64(io_offset(offset)?)
     }
 
     /// Writes the 64-bit register at `offset` (8-byte aligned) of BAR `bar`.
     pub fn write64(&self, bar: u32, offset: u64, value: u64) -> Result {
-        let p = self.map_aligned(bar, offset, 8)?;
-        // SAFETY: `p` maps an aligned register of the BAR.
-        unsafe { bindings::writeq(value, p) };
-        Ok(())
-    }
-
-    /// Maps a naturally aligned register of `size` bytes.
-    fn map_aligned(&self, bar: u32, offset: u64, size: usize) -> Result<*mut c_void> {
-        if offset % size as u64 != 0 {
-            return Err(EINVAL);
-        }
-        self.map(bar, offset, size)
-    }
-
-    /// Writes `buf` at `offset` of BAR `bar`. Fails as [`BarGuard::read`] does.
-    pub fn write(&self, bar: u32, offset: u64, buf: &[u8]) -> Result {
-        let dst = self.map(bar, offset, buf.len())?;
-        // SAFETY: `dst` maps `buf.len()` bytes of the BAR; `buf` is valid for as many.
-        unsafe { bindings::memcpy_toio(dst, buf.as_ptr().cast(), buf.len()) };
-        Ok(())
+        self.mmio(bar)?.try_write64(value, io_offset(offset)?)
     }
 
     /// Carries out one access of BAR `bar`, as `vfio_pci_core` would for a user `write()`.
     pub fn write_access(&self, bar: u32, access: &IoAccess) -> Result {
-        let p = self.map_aligned(bar, access.offset, access.size)?;
+        let mmio = self.mmio(bar)?;
+        let offset = io_offset(access.offset)?;
         // CAST: Each value is truncated to the access's size, as the device takes it.
-        // SAFETY: `p` maps an aligned register of `access.size` bytes of the BAR.
-        unsafe {
-            match access.size {
-                8 => bindings::writeq(access.value, p),
-                4 => bindings::writel(access.value as u32, p),
-                2 => bindings::writew(access.value as u16, p),
-                _ => bindings::writeb(access.value as u8, p),
-            }
+        match access.size {
+            8 => mmio.try_write64(access.value, offset),
+            4 => mmio.try_write32(access.value as u32, offset),
+            2 => mmio.try_write16(access.value as u16, offset),
+            _ => mmio.try_write8(access.value as u8, offset),
         }
-        Ok(())
     }
 
     /// Returns whether the user's view of the device lets its memory BARs be accessed: memory
@@ -327,6 +323,11 @@ impl<T: Driver> Drop for BarGuard<'_, T> {
             bindings::up_write(&raw mut (*core).memory_lock);
         }
     }
+}
+
+/// Returns a BAR offset as an offset of its kernel mapping: [`EINVAL`] if it cannot be one.
+fn io_offset(offset: u64) -> Result<usize> {
+    usize::try_from(offset).map_err(|_| EINVAL)
 }
 
 /// Returns the BAR index of a device fd offset, or `None` for config space and other regions.
@@ -411,21 +412,6 @@ impl<T: Driver> Device<T> {
         unsafe { bindings::up_write(&raw mut (*core).memory_lock) };
     }
 
-    /// Returns a counted reference to the device, for objects that outlive a callback.
-    pub fn io(&self) -> DeviceIo<T> {
-        // SAFETY: The device and its PCI device are valid (the driver is bound while a `&Device`
-        // is handed out); both references are dropped by `DeviceIo::drop`. The vfio device's
-        // reference on its parent goes when it is unregistered, so `DeviceIo` takes its own.
-        unsafe {
-            bindings::get_device(&raw mut (*self.as_vfio_raw()).device);
-            bindings::get_device(&raw mut (*(*self.as_raw()).pdev).dev);
-        }
-        // INVARIANT: The reference was taken above.
-        DeviceIo {
-            dev: NonNull::from(self),
-        }
-    }
-
     /// Runs `rw`, a `read()` or `write()` of the device fd at `pos`, unless it is on a BAR while
     /// the BARs are fenced.
     pub(super) fn rw_gated(&self, pos: i64, rw: impl FnOnce() -> isize) -> isize {
@@ -453,60 +439,6 @@ impl<T: Driver> Device<T> {
         // SAFETY: `msix_bar` is set when the device is enabled, before the device fd exists.
         let msix_bar = unsafe { (*self.as_raw()).msix_bar };
         bar != u32::from(msix_bar) && T::traps_bar(self.data(), bar)
-    }
-
-    /// A user `write()` of `count` bytes at `buf` to `*ppos`, a trapped BAR: copies the bytes
-    /// in and hands their accesses to [`Driver::bar_write`], unless the BARs are fenced.
-    ///
-    /// # Safety
-    ///
-    /// `ppos` is valid for reads and writes; `buf` is a user pointer.
-    pub(super) unsafe fn trapped_write(
-        &self,
-        bar: u32,
-        buf: *const c_char,
-        count: usize,
-        ppos: *mut bindings::loff_t,
-    ) -> Result<usize> {
-        let _rw = self.bars.rw.lock();
-        if self.bars.fenced.load(Acquire) {
-            return Err(EIO);
-        }
-        // SAFETY: The caller guarantees `ppos` is valid.
-        let pos = unsafe { *ppos };
-        // CAST: `pos` is not negative: it is the offset of a BAR.
-        let offset = pos as u64 & ((1u64 << OFFSET_SHIFT) - 1);
-        let len = self.bar_len(bar);
-        if offset >= len {
-            return Err(EINVAL);
-        }
-        // CAST: At most `count`.
-        let count = count.min((len - offset).min(usize::MAX as u64) as usize);
-        let mut reader = UserSlice::new(UserPtr::from_ptr(buf.cast_mut().cast()), count).reader();
-        let mut chunk = [0u8; TRAP_CHUNK];
-        let mut done = 0usize;
-        let res = (|| -> Result {
-            while done < count {
-                let n = (count - done).min(TRAP_CHUNK);
-                // No user copy while the BARs are locked: copy first.
-                reader.read_slice(&mut chunk[..n])?;
-                let bars = self.lock_bars()?;
-                if !bars.user_memory_enabled() {
-                    return Err(EIO);
-                }
-                if T::HAS_BAR_WRITE {
-                    T::bar_write(self, &bars, bar, offset + done as u64, &chunk[..n])?;
-                }
-                done += n;
-            }
-            Ok(())
-        })();
-        // SAFETY: The caller guarantees `ppos` is valid.
-        unsafe { *ppos = pos + done as i64 };
-        match res {
-            Err(e) if done == 0 => Err(e),
-            _ => Ok(done),
-        }
     }
 
     /// Hides the trapped BARs from `mmap()` and from `VFIO_DEVICE_GET_REGION_INFO`'s mmap flag.
@@ -587,67 +519,58 @@ impl<T: Driver> Device<T> {
     }
 }
 
-/// A counted reference to a [`Device`], for objects that outlive a driver callback, such as a
-/// migration data file.
-///
-/// It keeps the device's memory, and so its driver data, alive; it gives BAR access only while
-/// the device is open (the accessors fail with [`ENODEV`] otherwise).
-///
-/// # Invariants
-///
-/// `self` holds a reference on the `struct device` of `dev`, a live [`Device`], and one on that
-/// of its PCI device.
-pub struct DeviceIo<T: Driver> {
-    dev: NonNull<Device<T>>,
-}
-
-// SAFETY: `DeviceIo` gives the same access as `&Device<T>`, which is `Send + Sync`, and its
-// reference may be dropped on any thread.
-unsafe impl<T: Driver> Send for DeviceIo<T> {}
-// SAFETY: See the `Send` implementation.
-unsafe impl<T: Driver> Sync for DeviceIo<T> {}
-
-impl<T: Driver> DeviceIo<T> {
-    /// Returns the device.
-    fn dev(&self) -> &Device<T> {
-        // SAFETY: By the type invariants the device is alive while `self` is.
-        unsafe { self.dev.as_ref() }
-    }
-
-    /// Returns the driver's data.
-    pub fn data(&self) -> &T::Data {
-        self.dev().data()
-    }
-
-    /// See [`Device::bar_len`].
-    pub fn bar_len(&self, bar: u32) -> u64 {
-        self.dev().bar_len(bar)
-    }
-
-    /// See [`Device::lock_bars`].
-    pub fn lock_bars(&self) -> Result<BarGuard<'_, T>> {
-        self.dev().lock_bars()
-    }
-}
-
-impl<T: Driver> AsRef<crate::device::Device> for DeviceIo<T> {
-    /// The PCI device, for log messages: possibly no longer bound to the driver.
-    fn as_ref(&self) -> &crate::device::Device {
-        // SAFETY: By the type invariants `self` holds a reference on the PCI device; no bound
-        // state is claimed.
-        unsafe { crate::device::Device::from_raw(&raw mut (*(*self.dev().as_raw()).pdev).dev) }
-    }
-}
-
-impl<T: Driver> Drop for DeviceIo<T> {
-    fn drop(&mut self) {
-        let (core, vdev) = (self.dev().as_raw(), self.dev().as_vfio_raw());
-        // SAFETY: By the type invariants `self` holds a reference on both devices, which this
-        // drops, the PCI device's while the vfio device still points to it. The last vfio
-        // reference releases the device through `Adapter::release_callback`.
-        unsafe {
-            bindings::put_device(&raw mut (*(*core).pdev).dev);
-            bindings::vfio_put_device(vdev);
+impl<T: Driver> Device<T, device::Bound> {
+    /// A user `write()` of `count` bytes at `buf` to `*ppos`, a trapped BAR: copies the bytes
+    /// in and hands their accesses to [`Driver::bar_write`], unless the BARs are fenced.
+    ///
+    /// # Safety
+    ///
+    /// `ppos` is valid for reads and writes; `buf` is a user pointer.
+    pub(super) unsafe fn trapped_write(
+        &self,
+        bar: u32,
+        buf: *const c_char,
+        count: usize,
+        ppos: *mut bindings::loff_t,
+    ) -> Result<usize> {
+        let _rw = self.bars.rw.lock();
+        if self.bars.fenced.load(Acquire) {
+            return Err(EIO);
+        }
+        // SAFETY: The caller guarantees `ppos` is valid.
+        let pos = unsafe { *ppos };
+        // CAST: `pos` is not negative: it is the offset of a BAR.
+        let offset = pos as u64 & ((1u64 << OFFSET_SHIFT) - 1);
+        let len = self.bar_len(bar);
+        if offset >= len {
+            return Err(EINVAL);
+        }
+        // CAST: At most `count`.
+        let count = count.min((len - offset).min(usize::MAX as u64) as usize);
+        let mut reader = UserSlice::new(UserPtr::from_ptr(buf.cast_mut().cast()), count).reader();
+        let mut chunk = [0u8; TRAP_CHUNK];
+        let mut done = 0usize;
+        let res = (|| -> Result {
+            while done < count {
+                let n = (count - done).min(TRAP_CHUNK);
+                // No user copy while the BARs are locked: copy first.
+                reader.read_slice(&mut chunk[..n])?;
+                let bars = self.lock_bars()?;
+                if !bars.user_memory_enabled() {
+                    return Err(EIO);
+                }
+                if T::HAS_BAR_WRITE {
+                    T::bar_write(self, &bars, bar, offset + done as u64, &chunk[..n])?;
+                }
+                done += n;
+            }
+            Ok(())
+        })();
+        // SAFETY: The caller guarantees `ppos` is valid.
+        unsafe { *ppos = pos + done as i64 };
+        match res {
+            Err(e) if done == 0 => Err(e),
+            _ => Ok(done),
         }
     }
 }

@@ -53,18 +53,18 @@ pub trait Driver: Sized + 'static {
 
     /// Called when userspace opens the device, after `vfio_pci_core` enabled it and before
     /// interrupts are set up. An error fails the open.
-    fn open_device(_dev: &Device<Self>) -> Result {
+    fn open_device(_dev: &Device<Self, device::Bound>) -> Result {
         build_error!(VTABLE_DEFAULT_ERROR)
     }
 
     /// Called when the last user closes the device, before `vfio_pci_core` disables it.
-    fn close_device(_dev: &Device<Self>) {
+    fn close_device(_dev: &Device<Self, device::Bound>) {
         build_error!(VTABLE_DEFAULT_ERROR)
     }
 
     /// Called after any reset of the PCI function (`VFIO_DEVICE_RESET`, a bus or slot reset, AER
     /// recovery). It may run while other callbacks of the device hold their locks.
-    fn reset_done(_dev: &Device<Self>) {
+    fn reset_done(_dev: &Device<Self, device::Bound>) {
         build_error!(VTABLE_DEFAULT_ERROR)
     }
 
@@ -84,17 +84,20 @@ pub trait Driver: Sized + 'static {
     /// rules; the driver says what each arc does to the device through
     /// [`Migration`](super::migration::Migration). Returns the data file of an arc into a saving
     /// or resuming state, which is always the last arc of its path.
-    fn migration_set_state(_dev: &Device<Self>, _new: State) -> Result<Option<ARef<File>>> {
+    fn migration_set_state(
+        _dev: &Device<Self, device::Bound>,
+        _new: State,
+    ) -> Result<Option<ARef<File>>> {
         build_error!(VTABLE_DEFAULT_ERROR)
     }
 
     /// Returns the current migration state.
-    fn migration_get_state(_dev: &Device<Self>) -> Result<State> {
+    fn migration_get_state(_dev: &Device<Self, device::Bound>) -> Result<State> {
         build_error!(VTABLE_DEFAULT_ERROR)
     }
 
     /// Returns the number of bytes a STOP_COPY save would produce from the current state.
-    fn migration_get_data_size(_dev: &Device<Self>) -> Result<usize> {
+    fn migration_get_data_size(_dev: &Device<Self, device::Bound>) -> Result<usize> {
         build_error!(VTABLE_DEFAULT_ERROR)
     }
 
@@ -109,12 +112,16 @@ pub trait Driver: Sized + 'static {
     /// Starts DMA dirty logging over `ranges`; may round `page_size` (the logging granule) up.
     ///
     /// A driver with dirty logging implements the three `log_*` callbacks.
-    fn log_start(_dev: &Device<Self>, _ranges: LogRanges<'_>, _page_size: &mut u64) -> Result {
+    fn log_start(
+        _dev: &Device<Self, device::Bound>,
+        _ranges: LogRanges<'_>,
+        _page_size: &mut u64,
+    ) -> Result {
         build_error!(VTABLE_DEFAULT_ERROR)
     }
 
     /// Stops DMA dirty logging.
-    fn log_stop(_dev: &Device<Self>) -> Result {
+    fn log_stop(_dev: &Device<Self, device::Bound>) -> Result {
         build_error!(VTABLE_DEFAULT_ERROR)
     }
 
@@ -125,7 +132,10 @@ pub trait Driver: Sized + 'static {
 
     /// Writes the contents of the attribute named by [`Driver::ATTRIBUTE`]: at most a page, by
     /// sysfs rules one value, ending with a newline.
-    fn show_attribute(_dev: &Device<Self>, _out: &mut AttributeWriter<'_>) -> Result {
+    fn show_attribute(
+        _dev: &Device<Self, device::Bound>,
+        _out: &mut AttributeWriter<'_>,
+    ) -> Result {
         build_error!(VTABLE_DEFAULT_ERROR)
     }
 
@@ -147,7 +157,7 @@ pub trait Driver: Sized + 'static {
     /// and carries them out with [`BarGuard::write_access`]; it may look at or refuse each. A
     /// `write()` is handed over in pieces of up to 64 bytes.
     fn bar_write(
-        _dev: &Device<Self>,
+        _dev: &Device<Self, device::Bound>,
         _bars: &BarGuard<'_, Self>,
         _bar: u32,
         _offset: u64,
@@ -159,7 +169,7 @@ pub trait Driver: Sized + 'static {
     /// Reports into `dirty` the pages of `[iova, iova + length)` written by DMA since the last
     /// report, and forgets them.
     fn log_read_and_clear(
-        _dev: &Device<Self>,
+        _dev: &Device<Self, device::Bound>,
         _iova: usize,
         _length: usize,
         _dirty: &mut DirtyBitmap<'_>,

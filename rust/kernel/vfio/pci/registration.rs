@@ -98,7 +98,10 @@ unsafe fn first_auto_id(mut ids: *const bindings::pci_device_id) -> Option<(u32,
         if id.vendor == 0 && id.subvendor == 0 && id.class_mask == 0 {
             return None;
         }
-        if id.override_only == 0 {
+        // SAFETY: `pci::DeviceId` is a transparent wrapper of `pci_device_id` (its
+        // `RawDeviceId` implementation guarantees it) and `id` is a valid entry.
+        let typed = unsafe { &*core::ptr::from_ref(id).cast::<crate::pci::DeviceId>() };
+        if !typed.is_override_only() {
             return Some((id.vendor, id.device));
         }
         // SAFETY: `id` is not the last entry.
