@@ -84,7 +84,7 @@ tap_check "edu 2 is 1234:11e8" test "$(pci_id "$EDU2")" = 1234:11e8
 tap_check "rustmig_vfio_pci loads" load_rustmig
 # Its KUnit suites (state machine, stream, dirty log) ran as it loaded.
 collect_kunit
-for suite in vfio_migration_steps vfio_pci_ids rustmig_stream rustmig_dirty rustmig_ratelimit; do
+for suite in vfio_migration_steps vfio_pci_ids vfio_pci_adapter rustmig_stream rustmig_dirty rustmig_ratelimit; do
 	tap_check "KUnit suite $suite ran" test -s "$RESULTS/kunit.$suite.tap"
 done
 # Override-only ids: loading the module binds nothing by itself.

@@ -172,6 +172,8 @@ impl vfio_pci::Driver for RustMig {
     const ID_TABLE: pci::IdTable<&'static dyn Backend> = &PCI_TABLE;
     const MIGRATION_FLAGS: Flags = Flags::STOP_COPY.union(Flags::P2P).union(Flags::PRE_COPY);
     const ATTRIBUTE: Option<&'static CStr> = Some(c"migration_compat");
+    // The device must not change while its state is saved or loaded (see `Migration::stop`).
+    const FENCES_BARS: bool = true;
 
     fn probe(
         pdev: &pci::Device<Core<'_>>,

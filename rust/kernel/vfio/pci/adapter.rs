@@ -39,7 +39,9 @@ use core::marker::PhantomData;
 pub struct Adapter<T: Driver>(PhantomData<T>);
 
 impl<T: Driver> Adapter<T> {
-    /// The device ops: `vfio_pci_core` plus the driver's hooks.
+    /// The device ops: `vfio_pci_core` plus the driver's hooks. A BAR `read()`, `write()` or
+    /// `mmap()` goes through the adapter only for a driver that fences the BARs
+    /// ([`Driver::FENCES_BARS`]) or traps writes to some ([`Driver::bar_write`]).
     pub(super) const VFIO_OPS: bindings::vfio_device_ops = bindings::vfio_device_ops {
         name: as_char_ptr_in_const_context(T::NAME).cast_mut(),
         init: Some(bindings::vfio_pci_core_init_dev),
@@ -49,9 +51,21 @@ impl<T: Driver> Adapter<T> {
         ioctl: Some(bindings::vfio_pci_core_ioctl),
         get_region_info_caps: Some(bindings::vfio_pci_ioctl_get_region_info),
         device_feature: Some(bindings::vfio_pci_core_ioctl_feature),
-        read: Some(Self::read_callback),
-        write: Some(Self::write_callback),
-        mmap: Some(Self::mmap_callback),
+        read: if T::FENCES_BARS {
+            Some(Self::read_callback)
+        } else {
+            Some(bindings::vfio_pci_core_read)
+        },
+        write: if T::FENCES_BARS || T::HAS_BAR_WRITE {
+            Some(Self::write_callback)
+        } else {
+            Some(bindings::vfio_pci_core_write)
+        },
+        mmap: if T::FENCES_BARS {
+            Some(Self::mmap_callback)
+        } else {
+            Some(bindings::vfio_pci_core_mmap)
+        },
         request: Some(bindings::vfio_pci_core_request),
         match_: Some(bindings::vfio_pci_core_match),
         match_token_uuid: Some(bindings::vfio_pci_core_match_token_uuid),
@@ -386,9 +400,12 @@ impl<T: Driver> Adapter<T> {
             };
         }
         // SAFETY: The arguments are the vfio core's, passed on unchanged.
-        this.rw_gated(pos, || unsafe {
-            bindings::vfio_pci_core_write(vdev, buf, count, ppos)
-        })
+        let write = || unsafe { bindings::vfio_pci_core_write(vdev, buf, count, ppos) };
+        if T::FENCES_BARS {
+            this.rw_gated(pos, write)
+        } else {
+            write()
+        }
     }
 
     pub(super) extern "C" fn mmap_callback(
@@ -443,5 +460,85 @@ impl<T: Driver> Adapter<T> {
         }
         // SAFETY: `vdev` is a core device being released.
         unsafe { bindings::vfio_pci_core_release_dev(vdev) };
+    }
+}
+
+#[macros::kunit_tests(vfio_pci_adapter)]
+mod tests {
+    use super::*;
+    use crate::{
+        device::Core,
+        device_id::IdArray,
+        pci::{
+            DeviceId,
+            Vendor, //
+        },
+    };
+
+    static IDS: IdArray<DeviceId, (), 1> =
+        IdArray::new([(DeviceId::from_id_vfio_override(Vendor::QEMU, 0x11e8), &())]);
+
+    /// A driver that leaves the BARs to `vfio_pci_core`.
+    struct Plain;
+
+    #[vtable]
+    impl Driver for Plain {
+        type IdInfo = ();
+        type Data = ();
+        const NAME: &'static CStr = c"plain";
+        const ID_TABLE: pci::IdTable<()> = &IDS;
+
+        fn probe(_: &pci::Device<Core<'_>>, _: Option<&'static ()>) -> impl PinInit<(), Error> {
+            Ok(())
+        }
+    }
+
+    /// A driver that fences its BARs.
+    struct Fencing;
+
+    #[vtable]
+    impl Driver for Fencing {
+        type IdInfo = ();
+        type Data = ();
+        const NAME: &'static CStr = c"fencing";
+        const ID_TABLE: pci::IdTable<()> = &IDS;
+        const FENCES_BARS: bool = true;
+
+        fn probe(_: &pci::Device<Core<'_>>, _: Option<&'static ()>) -> impl PinInit<(), Error> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn bar_access_is_vfio_pci_s_unless_the_driver_fences() {
+        // Functions compared by address: the ops are constants, so each is the function itself.
+        let plain = Adapter::<Plain>::VFIO_OPS;
+        let addr = |op: Option<usize>| op.unwrap_or(0);
+        assert_eq!(
+            addr(plain.read.map(|f| f as usize)),
+            bindings::vfio_pci_core_read as usize
+        );
+        assert_eq!(
+            addr(plain.write.map(|f| f as usize)),
+            bindings::vfio_pci_core_write as usize
+        );
+        assert_eq!(
+            addr(plain.mmap.map(|f| f as usize)),
+            bindings::vfio_pci_core_mmap as usize
+        );
+
+        let fencing = Adapter::<Fencing>::VFIO_OPS;
+        assert_eq!(
+            addr(fencing.read.map(|f| f as usize)),
+            Adapter::<Fencing>::read_callback as usize
+        );
+        assert_eq!(
+            addr(fencing.write.map(|f| f as usize)),
+            Adapter::<Fencing>::write_callback as usize
+        );
+        assert_eq!(
+            addr(fencing.mmap.map(|f| f as usize)),
+            Adapter::<Fencing>::mmap_callback as usize
+        );
     }
 }

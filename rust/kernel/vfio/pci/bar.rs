@@ -7,7 +7,9 @@
 //! every user access to the memory and I/O BARs: a fault on a BAR mmap raises `SIGBUS` (the
 //! mappings are zapped, as `vfio_pci_core` does when memory decoding is off) and a `read()` or
 //! `write()` of a BAR region on the device fd fails with `EIO`. [`Device::unfence_bars`] lifts
-//! the fence; mappings fault back in on the next access.
+//! the fence; mappings fault back in on the next access. Only a driver that says it fences
+//! ([`Driver::FENCES_BARS`]) gets the adapter's BAR `read()`, `write()` and `mmap()`: every other
+//! keeps `vfio_pci_core`'s, `huge_fault` included.
 //!
 //! The driver itself reads and writes the BARs through [`Device::lock_bars`], fenced or not,
 //! while the device is open; an [`ARef<Device>`](crate::sync::aref::ARef) held by an object that
@@ -344,6 +346,10 @@ impl<T: Driver> Device<T> {
     /// faults on them raise `SIGBUS` and BAR `read()`/`write()` fail with `EIO`. Must not be
     /// called from [`Driver::reset_done`] (see the module's locking rules).
     pub fn fence_bars(&self) {
+        const_assert!(
+            T::FENCES_BARS,
+            "a driver that fences its BARs says so in Driver::FENCES_BARS"
+        );
         let core = self.as_raw();
         let _rw = self.bars.rw.lock();
         // SAFETY: `core` is a valid core device; its `memory_lock` is initialised.

@@ -125,6 +125,14 @@ pub trait Driver: Sized + 'static {
         build_error!(VTABLE_DEFAULT_ERROR)
     }
 
+    /// Whether the driver fences off the user's access to the BARs with [`Device::fence_bars`],
+    /// e.g. while it saves or restores the device's state.
+    ///
+    /// Only then does the adapter put its own `read()`, `write()` and `mmap()` of BAR regions,
+    /// and the fault handlers of BAR mmaps, in front of `vfio_pci_core`'s. A driver that does not
+    /// fence keeps `vfio-pci`'s own, and calling [`Device::fence_bars`] fails to compile.
+    const FENCES_BARS: bool = false;
+
     /// The name of a read-only sysfs attribute that the driver adds to each device it is bound
     /// to, or `None`. Its contents are written by [`Driver::show_attribute`], which the driver
     /// then implements (checked when the driver is compiled).
