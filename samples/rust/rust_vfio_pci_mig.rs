@@ -31,6 +31,8 @@ use kernel::{
             self,
             Flags,
             Migration,
+            Part,
+            Pending,
             Session,
             State,
             StateMachine, //
@@ -66,22 +68,32 @@ struct SampleDevice {
     machine: StateMachine<SampleDriver>,
 }
 
-/// The stream of a saving device: its registers when the session opened.
-struct Saved([u8; STREAM_LEN]);
+/// The stream of a saving device: its registers when the session opened, and how much of it
+/// was handed out.
+struct Saved([u8; STREAM_LEN], usize);
 
 impl migration::Saver<SampleDriver> for Saved {
-    fn stream_len(&self) -> u64 {
-        STREAM_LEN as u64
+    /// The registers do not change while the device runs: all of it is initial.
+    fn pending(&self, _stop_copy: bool) -> Pending {
+        Pending {
+            // CAST: At most `STREAM_LEN`.
+            initial: (STREAM_LEN - self.1) as u64,
+            dirty: 0,
+        }
     }
 
-    /// The registers do not change while the device runs: all of it.
-    fn precopy_len(&self) -> u64 {
-        STREAM_LEN as u64
-    }
-
-    fn produce(&mut self, _s: &Session<SampleDriver>, pos: u64, unit: &mut KVec<u8>) -> Result {
-        // CAST: `pos` is below `STREAM_LEN`.
-        Ok(unit.extend_from_slice(&self.0[pos as usize..], GFP_KERNEL)?)
+    fn produce(
+        &mut self,
+        _: &Session<SampleDriver>,
+        _: bool,
+        unit: &mut KVec<u8>,
+    ) -> Result<Option<Part>> {
+        if self.1 == STREAM_LEN {
+            return Ok(None);
+        }
+        unit.extend_from_slice(&self.0[self.1..], GFP_KERNEL)?;
+        self.1 = STREAM_LEN;
+        Ok(Some(Part::Initial))
     }
 }
 
@@ -138,7 +150,7 @@ impl Migration for SampleDriver {
             let at = MAGIC.len() + 4 * i;
             buf[at..at + 4].copy_from_slice(&reg.to_le_bytes());
         }
-        Ok(Saved(buf))
+        Ok(Saved(buf, 0))
     }
 
     fn resume(dev: &Self::Device) -> Result<Loading> {

@@ -40,6 +40,8 @@ pub use machine::{
 };
 pub use session::{
     Loader,
+    Part,
+    Pending,
     Saver,
     Session,
     WRITE_CHUNK, //

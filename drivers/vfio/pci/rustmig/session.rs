@@ -37,6 +37,8 @@ use kernel::{
     vfio::{
         migration::{
             self,
+            Part,
+            Pending,
             Session, //
         },
         pci::Device,
@@ -76,19 +78,25 @@ impl Saver {
 }
 
 impl migration::Saver<RustMig> for Saver {
-    fn stream_len(&self) -> u64 {
-        self.dev.data().layout.stream_len()
+    /// In PRE_COPY only the header: the device's state is read once it is stopped.
+    fn pending(&self, stop_copy: bool) -> Pending {
+        let left = self.dev.data().layout.stream_len() - self.next;
+        let initial = if stop_copy {
+            left
+        } else {
+            (HEADER_LEN as u64).saturating_sub(self.next)
+        };
+        Pending { initial, dirty: 0 }
     }
 
-    /// Only the header: the device's state is read once it is stopped.
-    fn precopy_len(&self) -> u64 {
-        HEADER_LEN as u64
-    }
-
-    fn produce(&mut self, s: &Session<RustMig>, pos: u64, u: &mut KVec<u8>) -> Result {
-        if pos != self.next {
-            // Reads are sequential: only a bug gets here.
-            return Err(EIO);
+    fn produce(
+        &mut self,
+        s: &Session<RustMig>,
+        stop_copy: bool,
+        u: &mut KVec<u8>,
+    ) -> Result<Option<Part>> {
+        if self.pending(stop_copy).total() == 0 {
+            return Ok(None);
         }
         let data = self.dev.data();
         // The cursor moves on only once the unit is built: a unit that fails to build is built
@@ -120,7 +128,7 @@ impl migration::Saver<RustMig> for Saver {
         self.cursor = cursor;
         // CAST: A unit is in memory.
         self.next += u.len() as u64;
-        Ok(())
+        Ok(Some(Part::Initial))
     }
 }
 

@@ -5,10 +5,13 @@
 //! A saving session asks its [`Saver`] for the stream one unit at a time (a unit is whatever the
 //! saver builds at once, a record for instance) and copies it to the reader; a resuming session
 //! copies at most [`WRITE_CHUNK`] bytes of the writer's data at a time and hands them to its
-//! [`Loader`]. The file implements the uAPI's rules whatever the driver:
+//! [`Loader`]. The stream of a saving session need not have a length known in advance: in
+//! PRE_COPY the saver hands out what it has now (the initial part of the state, then what the
+//! running device changed since it was read, pass after pass), and in STOP_COPY the rest. The
+//! file implements the uAPI's rules whatever the driver:
 //!
-//! - a read in PRE_COPY with nothing left to read now fails with `ENOMSG`; in STOP_COPY, the end
-//!   of the stream reads 0;
+//! - a read in PRE_COPY with nothing to read now fails with `ENOMSG` (a temporary end: more may
+//!   come); in STOP_COPY, the end of the stream reads 0;
 //! - once the session ended (the device left the state, was reset or closed) reads, writes and
 //!   `VFIO_MIG_GET_PRECOPY_INFO` fail with `ENODEV` and `poll` reports `EPOLLERR | EPOLLHUP`;
 //! - a read or write whose user copy faults part way returns the bytes moved before the fault,
@@ -16,12 +19,14 @@
 //! - a stream the loader refused stays refused: later writes fail with the same error, and so
 //!   does RESUMING -> STOP;
 //! - `VFIO_MIG_GET_PRECOPY_INFO` answers in the PRE_COPY states only, with the v2 flags when
-//!   userspace opted in.
+//!   userspace opted in: `initial_bytes` and `dirty_bytes` are what the saver reports
+//!   ([`Saver::pending`]) plus what is left of the unit being read.
 //!
 //! # Locking
 //!
-//! - `Session::io` serialises reads and writes of the file. It is held across user copies and
-//!   the saver's and loader's work, and is taken after the device's state lock, never before.
+//! - `Session::io` serialises reads and writes of the file and the queries of the saver
+//!   (`VFIO_MIG_GET_PRECOPY_INFO`, `MIG_DATA_SIZE`). It is held across user copies and the
+//!   saver's and loader's work, and is taken after the device's state lock, never before.
 //! - `Session::progress` is held only briefly, never across a user copy or the driver's work.
 //! - Ending a session takes no lock but the poll queue's: a reset may end it from any context.
 
@@ -68,22 +73,56 @@ static WAIT_NAME: &CStr = c"vfio::migration::Session::wait";
 /// The most bytes a [`Loader`] is given at once.
 pub const WRITE_CHUNK: usize = 64 * 1024;
 
+/// What a saving session has left to hand out, in bytes, as `VFIO_MIG_GET_PRECOPY_INFO` reports
+/// it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Pending {
+    /// What is left of the initial part of the stream: in PRE_COPY, the state that must be read
+    /// once before the switch to STOP_COPY is worth it.
+    pub initial: u64,
+    /// What is to be read beyond the initial part, as known now: state that changed since it was
+    /// read, and, from [`Saver::pending`] with `stop_copy`, the state read only once stopped.
+    pub dirty: u64,
+}
+
+impl Pending {
+    /// Returns the sum of both parts.
+    pub fn total(&self) -> u64 {
+        self.initial.saturating_add(self.dirty)
+    }
+}
+
+/// Which part of the stream a unit belongs to, for [`Pending`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Part {
+    /// The initial part of the stream.
+    Initial,
+    /// Beyond the initial part.
+    Dirty,
+}
+
 /// Produces the stream of a saving session.
 pub trait Saver<M: Migration>: Send + Sync + Unpin + 'static {
-    /// Returns the length of the whole stream.
-    fn stream_len(&self) -> u64;
+    /// Returns what is left to produce. In PRE_COPY (`stop_copy` false): the initial part and
+    /// what is known to be dirty now. With `stop_copy`: everything the stream still holds if
+    /// the device stopped now (`MIG_DATA_SIZE`), the end included.
+    fn pending(&self, stop_copy: bool) -> Pending;
 
-    /// Returns the length of the part of the stream that may be read while the device runs
-    /// (PRE_COPY); the rest is read in STOP_COPY.
-    fn precopy_len(&self) -> u64;
-
-    /// Appends to `unit` the bytes of the stream that start at `pos`, the end of what the last
-    /// call produced: at least one byte, since `pos` is below [`Saver::stream_len`].
+    /// Appends to `unit` the next bytes of the stream (at least one) and says which part they
+    /// belong to, or returns `None` when there is nothing to produce now: in PRE_COPY, until the
+    /// running device changes more state or stops; in STOP_COPY (`stop_copy`), at the end of
+    /// the stream.
     ///
-    /// A call that fails is made again, at the same `pos`, by the next read; what it appended is
-    /// dropped. The saver must not touch the device once `session` [ended](Session::is_ended),
-    /// which it checks under the lock that keeps the device from being reset.
-    fn produce(&mut self, session: &Session<M>, pos: u64, unit: &mut KVec<u8>) -> Result;
+    /// A call that fails is made again by the next read; what it appended is dropped, so a saver
+    /// moves on only once a unit is built. The saver must not touch the device once `session`
+    /// [ended](Session::is_ended), which it checks under the lock that keeps the device from
+    /// being reset.
+    fn produce(
+        &mut self,
+        session: &Session<M>,
+        stop_copy: bool,
+        unit: &mut KVec<u8>,
+    ) -> Result<Option<Part>>;
 }
 
 /// Consumes the stream of a resuming session.
@@ -120,9 +159,10 @@ pub struct Session<M: Migration> {
 enum Io<M: Migration> {
     Save {
         saver: M::Saver,
-        /// The unit being read, and where it starts in the stream.
+        /// The unit being read, the part it belongs to, and how much of it was read.
         unit: KVec<u8>,
-        unit_start: u64,
+        part: Part,
+        read: usize,
     },
     Resume {
         loader: M::Loader,
@@ -137,10 +177,8 @@ enum Io<M: Migration> {
 struct Progress {
     /// The bytes read or written so far.
     pos: u64,
-    /// Saving: the length of the whole stream.
-    total: u64,
-    /// Saving: the bytes that may be read now (the pre-copy part, or everything).
-    limit: u64,
+    /// Saving: the bytes known to be readable now, as of the last read or query (for `poll`).
+    ready: u64,
     /// A saving session.
     saving: bool,
     /// Saving: the device reached STOP_COPY, the end of the stream is final.
@@ -170,15 +208,9 @@ impl<M: Migration> Session<M> {
         stop_copy: bool,
         precopy_v2: bool,
     ) -> Result<(Arc<Self>, ARef<File>)> {
-        let total = saver.stream_len();
         let progress = Progress {
             pos: 0,
-            total,
-            limit: if stop_copy {
-                total
-            } else {
-                saver.precopy_len().min(total)
-            },
+            ready: saver.pending(stop_copy).total(),
             saving: true,
             stop_copy,
             precopy_v2,
@@ -186,7 +218,8 @@ impl<M: Migration> Session<M> {
         let io = Io::Save {
             saver,
             unit: KVec::new(),
-            unit_start: 0,
+            part: Part::Initial,
+            read: 0,
         };
         Self::open(io, progress, Access::Read)
     }
@@ -197,8 +230,7 @@ impl<M: Migration> Session<M> {
         bounce.resize(WRITE_CHUNK, 0, GFP_KERNEL)?;
         let progress = Progress {
             pos: 0,
-            total: 0,
-            limit: 0,
+            ready: 0,
             saving: false,
             stop_copy: false,
             precopy_v2: false,
@@ -224,10 +256,7 @@ impl<M: Migration> Session<M> {
 
     /// PRE_COPY(_P2P) -> STOP_COPY: the rest of the stream may be read.
     pub(super) fn finish_save(&self) {
-        let mut p = self.progress.lock();
-        p.stop_copy = true;
-        p.limit = p.total;
-        drop(p);
+        self.progress.lock().stop_copy = true;
         self.wait.notify_all();
     }
 
@@ -248,10 +277,34 @@ impl<M: Migration> Session<M> {
         loader.finish(self, written)
     }
 
-    /// Returns the bytes of the stream not read yet.
+    /// Returns what is left to read, as [`Saver::pending`] reports it plus the rest of the unit
+    /// being read: what is known now in PRE_COPY, or everything left (`stop_copy`). `None` for a
+    /// resuming session.
+    fn pending(&self, io: &Io<M>, stop_copy: bool) -> Option<Pending> {
+        let Io::Save {
+            saver,
+            unit,
+            part,
+            read,
+        } = io
+        else {
+            return None;
+        };
+        let mut pending = saver.pending(stop_copy);
+        // CAST: A unit is in memory.
+        let rest = (unit.len() - read) as u64;
+        match part {
+            Part::Initial => pending.initial = pending.initial.saturating_add(rest),
+            Part::Dirty => pending.dirty = pending.dirty.saturating_add(rest),
+        }
+        self.progress.lock().ready = pending.total();
+        Some(pending)
+    }
+
+    /// Returns the bytes of the stream a STOP_COPY would read from here (`MIG_DATA_SIZE`),
+    /// waiting for a read in progress.
     pub(super) fn remaining(&self) -> u64 {
-        let p = self.progress.lock();
-        p.total.saturating_sub(p.pos)
+        self.pending(&self.io.lock(), true).map_or(0, |p| p.total())
     }
 }
 
@@ -266,7 +319,8 @@ impl<M: Migration> DataFileOps for Session<M> {
         let Io::Save {
             saver,
             unit,
-            unit_start,
+            part,
+            read,
         } = &mut *io
         else {
             return Err(EINVAL);
@@ -276,46 +330,47 @@ impl<M: Migration> DataFileOps for Session<M> {
             if this.is_ended() {
                 return if done > 0 { Ok(done) } else { Err(ENODEV) };
             }
-            let (pos, limit, stop_copy) = {
-                let p = this.progress.lock();
-                (p.pos, p.limit, p.stop_copy)
-            };
-            if pos == limit {
-                if done > 0 {
-                    break;
-                }
-                // PRE_COPY: nothing to read now. STOP_COPY: the end of the stream.
-                return if stop_copy { Ok(0) } else { Err(ENOMSG) };
-            }
-            // CAST: A unit is in memory: its length fits in a `u64`.
-            if pos >= *unit_start + unit.len() as u64 {
+            if *read == unit.len() {
+                let stop_copy = this.progress.lock().stop_copy;
                 unit.clear();
-                *unit_start = pos;
-                let res = match saver.produce(&this, pos, unit) {
+                *read = 0;
+                let res = match saver.produce(&this, stop_copy, unit) {
                     // A saver must make progress: only a bug gets here.
-                    Ok(()) if unit.is_empty() => Err(EIO),
+                    Ok(Some(_)) if unit.is_empty() => Err(EIO),
+                    Ok(None) if !unit.is_empty() => Err(EIO),
                     res => res,
                 };
-                if let Err(e) = res {
-                    // Built again, at `pos`, by the next read.
-                    unit.clear();
-                    return if done > 0 { Ok(done) } else { Err(e) };
+                match res {
+                    Ok(Some(p)) => *part = p,
+                    Ok(None) => {
+                        if done > 0 {
+                            break;
+                        }
+                        this.progress.lock().ready = 0;
+                        // PRE_COPY: nothing to read now. STOP_COPY: the end of the stream.
+                        return if stop_copy { Ok(0) } else { Err(ENOMSG) };
+                    }
+                    Err(e) => {
+                        // Built again by the next read.
+                        unit.clear();
+                        return if done > 0 { Ok(done) } else { Err(e) };
+                    }
                 }
             }
-            // CAST: Below the unit's length.
-            let off = (pos - *unit_start) as usize;
-            // CAST: `limit - pos` is only used when smaller than a `usize`.
-            let left = (limit - pos).min(usize::MAX as u64) as usize;
-            let n = (unit.len() - off).min(buf.len()).min(left);
+            let n = (unit.len() - *read).min(buf.len());
             // No lock a reset takes is held here: the copy may fault on a BAR mmap. A copy that
             // faults moved nothing of this unit: the bytes before it are the read's result.
-            if let Err(e) = buf.write_slice(&unit[off..off + n]) {
+            if let Err(e) = buf.write_slice(&unit[*read..*read + n]) {
                 return if done > 0 { Ok(done) } else { Err(e) };
             }
+            *read += n;
             // CAST: At most a unit's length.
-            this.progress.lock().pos = pos + n as u64;
+            this.progress.lock().pos += n as u64;
             done += n;
         }
+        // For `poll`: what is known to be readable now.
+        let stop_copy = this.progress.lock().stop_copy;
+        this.pending(&io, stop_copy);
         Ok(done)
     }
 
@@ -366,7 +421,7 @@ impl<M: Migration> DataFileOps for Session<M> {
         let p = this.progress.lock();
         if !p.saving {
             events::WRITABLE
-        } else if p.pos < p.limit || p.stop_copy {
+        } else if p.ready > 0 || p.stop_copy {
             // Bytes to read, or the end of the stream: a read returns at once.
             events::READABLE
         } else {
@@ -381,21 +436,21 @@ impl<M: Migration> DataFileOps for Session<M> {
         if this.is_ended() {
             return Err(ENODEV);
         }
-        let (info, v2) = {
+        let (stop_copy, v2) = {
             let p = this.progress.lock();
-            // PRECOPY_INFO exists only in the PRE_COPY states.
-            if !p.saving || p.stop_copy {
-                return Err(EINVAL);
-            }
-            let info = PrecopyInfo {
-                initial_bytes: p.limit - p.pos,
-                // What was read in PRE_COPY does not change: the rest is read in STOP_COPY.
-                dirty_bytes: 0,
-                reinit: false,
-            };
-            (info, p.precopy_v2)
+            (p.stop_copy, p.precopy_v2)
         };
-        // The user copies happen without the progress lock held.
+        // PRECOPY_INFO exists only in the PRE_COPY states.
+        if stop_copy {
+            return Err(EINVAL);
+        }
+        let pending = this.pending(&this.io.lock(), false).ok_or(EINVAL)?;
+        let info = PrecopyInfo {
+            initial_bytes: pending.initial,
+            dirty_bytes: pending.dirty,
+            reinit: false,
+        };
+        // The user copies happen without a lock held.
         info.ioctl(cmd, arg, v2)
     }
 }
