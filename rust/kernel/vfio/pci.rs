@@ -24,6 +24,7 @@ mod device;
 mod dirty;
 mod driver;
 mod registration;
+mod track;
 
 pub use adapter::Adapter;
 pub use attribute::AttributeWriter;
@@ -38,3 +39,7 @@ pub use dirty::{
     LogRanges, //
 };
 pub use driver::Driver;
+pub use track::{
+    written_pages,
+    WriteTracker, //
+};

@@ -357,7 +357,9 @@ impl<T: Driver> Adapter<T> {
     }
 
     /// The VMA ops of a BAR mmap: `vfio_pci_core`'s, with the fence of [`Device::fence_bars`],
-    /// huge mappings of BARs included.
+    /// huge mappings of BARs included, and the tracking of the user's writes
+    /// ([`Device::track_writes`]): `pfn_mkwrite` makes the kernel map pages of a writable
+    /// mapping read-only until they are written.
     pub(super) const BAR_VM_OPS: bindings::vm_operations_struct = bindings::vm_operations_struct {
         fault: Some(Self::bar_fault_callback),
         huge_fault: if cfg!(CONFIG_ARCH_SUPPORTS_HUGE_PFNMAP) {
@@ -365,6 +367,7 @@ impl<T: Driver> Adapter<T> {
         } else {
             None
         },
+        pfn_mkwrite: Some(Self::bar_pfn_mkwrite_callback),
         ..pin_init::zeroed()
     };
 
@@ -402,7 +405,11 @@ impl<T: Driver> Adapter<T> {
         // SAFETY: The arguments are the vfio core's, passed on unchanged.
         let write = || unsafe { bindings::vfio_pci_core_write(vdev, buf, count, ppos) };
         if T::FENCES_BARS {
-            this.rw_gated(pos, write)
+            this.rw_gated(pos, || {
+                let n = write();
+                this.wrote(pos, n);
+                n
+            })
         } else {
             write()
         }
@@ -446,6 +453,19 @@ impl<T: Driver> Adapter<T> {
         };
         // SAFETY: `vmf` is a fault on a BAR mmap of `this`, as set up by `mmap_callback`.
         unsafe { this.bar_fault(vmf, order) }
+    }
+
+    pub(super) extern "C" fn bar_pfn_mkwrite_callback(
+        vmf: *mut bindings::vm_fault,
+    ) -> bindings::vm_fault_t {
+        // SAFETY: As in `bar_huge_fault_callback`.
+        let this = unsafe {
+            Device::<T, device::Bound>::from_vfio_raw(
+                (*(*vmf).__bindgen_anon_1.vma).vm_private_data.cast(),
+            )
+        };
+        // SAFETY: `vmf` is a write fault on a BAR mmap of `this`, as set up by `mmap_callback`.
+        unsafe { this.bar_mkwrite(vmf) }
     }
 
     pub(super) extern "C" fn release_callback(vdev: *mut bindings::vfio_device) {

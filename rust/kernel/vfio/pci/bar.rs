@@ -35,6 +35,7 @@ use super::{
     Device,
     Driver, //
 };
+use core::cell::UnsafeCell;
 use crate::{
     bindings,
     device,
@@ -159,10 +160,17 @@ pub(super) struct BarGate {
     fenced: Atomic<bool>,
     /// The device is open, so `vfio_pci_core` has its BARs mapped. Changed under `memory_lock`
     /// held for writing.
-    open: Atomic<bool>,
+    pub(super) open: Atomic<bool>,
     /// Held across a user `read()`/`write()` of a BAR region, and by a fence.
     #[pin]
     rw: Mutex<()>,
+    /// The BAR whose writes are tracked, if any (see [`super::track`]). Changed under
+    /// `memory_lock` held for writing, read under it held for reading; its pages are marked
+    /// with atomic bit operations.
+    pub(super) written: UnsafeCell<Option<super::track::Written>>,
+    /// The generation of the last tracking started, so that a stale tracker cannot stop a newer
+    /// one. Changed under `memory_lock` held for writing.
+    pub(super) generation: Atomic<u64>,
 }
 
 // The lock's name is a static: the code that initialises it is instantiated in each driver's
@@ -177,6 +185,8 @@ impl BarGate {
             fenced: Atomic::new(false),
             open: Atomic::new(false),
             rw <- Mutex::new((), RW_NAME, static_lock_class!()),
+            written: UnsafeCell::new(None),
+            generation: Atomic::new(0),
         })
     }
 }
@@ -414,6 +424,10 @@ impl<T: Driver> Device<T> {
         // SAFETY: `core` is valid and its `memory_lock` initialised.
         unsafe { bindings::down_write(&raw mut (*core).memory_lock) };
         self.bars.open.store(open, Relaxed);
+        if !open {
+            // SAFETY: `memory_lock` is held for writing.
+            drop(unsafe { (*self.bars.written.get()).take() });
+        }
         // SAFETY: Taken above.
         unsafe { bindings::up_write(&raw mut (*core).memory_lock) };
     }
@@ -429,6 +443,15 @@ impl<T: Driver> Device<T> {
             return EIO.to_errno() as isize;
         }
         rw()
+    }
+
+    /// Marks what a user `write()` of `n` bytes (its result) at device fd offset `pos` wrote,
+    /// if it wrote a BAR whose writes are tracked.
+    pub(super) fn wrote(&self, pos: i64, n: isize) {
+        if let (Some(bar), Ok(n)) = (bar_of_offset(pos), usize::try_from(n)) {
+            // CAST: `pos` is not negative: it is the offset of a BAR.
+            self.mark_written(bar, pos as u64 & ((1u64 << OFFSET_SHIFT) - 1), n);
+        }
     }
 
     /// Returns the BAR of a device fd offset if the driver traps the user's writes to it.
@@ -470,7 +493,11 @@ impl<T: Driver> Device<T> {
     ///
     /// It computes the pages as `vfio_pci_core`'s own fault handlers do, and like them returns
     /// `VM_FAULT_FALLBACK` for an order that does not fit the VMA or the BAR's alignment at the
-    /// faulting address, so that the fault is retried with a smaller one.
+    /// faulting address, so that the fault is retried with a smaller one. A write fault maps
+    /// the page writable at once; a read fault maps it as the VMA's protection says, which is
+    /// read-only for a writable mapping (its VMA ops have `pfn_mkwrite`), so that the first
+    /// write to the page is seen. While the BAR's writes are tracked, pages are mapped one at a
+    /// time and a write marks its page.
     ///
     /// # Safety
     ///
@@ -482,14 +509,14 @@ impl<T: Driver> Device<T> {
     ) -> bindings::vm_fault_t {
         let core = self.as_raw();
         // SAFETY: The caller guarantees `vmf` and its VMA are valid for the fault.
-        let (vm_start, vm_end, vm_pgoff, address) = unsafe {
+        let (vm_start, vm_end, address, write) = unsafe {
             let vma = (*vmf).__bindgen_anon_1.vma;
             let range = (*vma).__bindgen_anon_1.__bindgen_anon_1;
             (
                 range.vm_start,
                 range.vm_end,
-                (*vma).vm_pgoff,
                 (*vmf).__bindgen_anon_1.address,
+                (*vmf).flags & bindings::fault_flag_FAULT_FLAG_WRITE != 0,
             )
         };
         let size = PAGE_SIZE << order;
@@ -498,12 +525,11 @@ impl<T: Driver> Device<T> {
         if order != 0 && (addr < vm_start || addr + size > vm_end) {
             return bindings::vm_fault_reason_VM_FAULT_FALLBACK;
         }
-        let shift = OFFSET_SHIFT - bindings::PAGE_SHIFT;
-        let bar = vm_pgoff >> shift;
-        let in_bar = (vm_pgoff & ((1 << shift) - 1)) + ((addr - vm_start) >> bindings::PAGE_SHIFT);
+        // SAFETY: As above.
+        let (bar, page) = unsafe { fault_page(vmf, addr) };
         // SAFETY: `vfio_pci_core_mmap` accepted the VMA, so `bar` is a BAR of `pdev`.
-        let start = unsafe { (*(*core).pdev).resource[bar].start };
-        let pfn = (start >> bindings::PAGE_SHIFT) as usize + in_bar;
+        let start = unsafe { (*(*core).pdev).resource[bar as usize].start };
+        let pfn = (start >> bindings::PAGE_SHIFT) as usize + page;
         // ... and maps pages aligned to its size.
         if pfn & ((1 << order) - 1) != 0 {
             return bindings::vm_fault_reason_VM_FAULT_FALLBACK;
@@ -511,18 +537,141 @@ impl<T: Driver> Device<T> {
 
         // SAFETY: `memory_lock` is initialised; the fault handler may sleep.
         unsafe { bindings::down_read(&raw mut (*core).memory_lock) };
+        // SAFETY: `memory_lock` is held for reading.
+        let tracked = unsafe { self.written_of(bar) };
         let ret = if self.bars.fenced.load(Acquire) {
             bindings::vm_fault_reason_VM_FAULT_SIGBUS
+        } else if tracked.is_some() && order != 0 {
+            // A tracked BAR is mapped, and its writes seen, a page at a time.
+            bindings::vm_fault_reason_VM_FAULT_FALLBACK
         } else {
-            // SAFETY: `memory_lock` is held for reading, as the function requires, and `pfn`
-            // is the first page of the BAR that `vmf` faults on, aligned to `order`, as
-            // `vfio_pci_core` computes it.
-            unsafe { bindings::vfio_pci_vmf_insert_pfn(core, vmf, pfn, order) }
+            if let (Some(w), true) = (tracked, write) {
+                w.mark(page, 1);
+            }
+            // SAFETY: `memory_lock` is held for reading and `pfn` is the first page of the BAR
+            // that `vmf` faults on, aligned to `order`, as `vfio_pci_core` computes it.
+            unsafe { self.insert_pfn(vmf, pfn, order, write) }
         };
         // SAFETY: Taken above.
         unsafe { bindings::up_read(&raw mut (*core).memory_lock) };
         ret
     }
+
+    /// Maps `pfn` for the fault `vmf` as `vfio_pci_vmf_insert_pfn()` does, but writable at once
+    /// for a write fault: the VMA's own protection may be read-only (see [`Device::bar_fault`]).
+    ///
+    /// # Safety
+    ///
+    /// `memory_lock` is held for reading; `vmf` is a fault on a BAR mmap of this device and
+    /// `pfn` the page of the BAR it faults on, aligned to `order`.
+    unsafe fn insert_pfn(
+        &self,
+        vmf: *mut bindings::vm_fault,
+        pfn: usize,
+        order: u32,
+        write: bool,
+    ) -> bindings::vm_fault_t {
+        let core = self.as_raw();
+        // SAFETY: `memory_lock` is held for reading, as both fields require.
+        if unsafe { (*core).pm_runtime_engaged || !bindings::__vfio_pci_memory_enabled(core) } {
+            return bindings::vm_fault_reason_VM_FAULT_SIGBUS;
+        }
+        // SAFETY: The caller guarantees `vmf` is a fault on a BAR mmap and `pfn` its page, with
+        // the alignment each order needs.
+        unsafe {
+            let vma = (*vmf).__bindgen_anon_1.vma;
+            match order {
+                0 => {
+                    let prot = if write {
+                        bindings::vfio_pci_bar_writable_prot(vma)
+                    } else {
+                        (*vma).vm_page_prot
+                    };
+                    bindings::vmf_insert_pfn_prot(vma, (*vmf).__bindgen_anon_1.address, pfn, prot)
+                }
+                #[cfg(CONFIG_ARCH_SUPPORTS_PMD_PFNMAP)]
+                bindings::PMD_ORDER => bindings::vmf_insert_pfn_pmd(vmf, pfn, write),
+                #[cfg(CONFIG_ARCH_SUPPORTS_PUD_PFNMAP)]
+                bindings::PUD_ORDER => bindings::vmf_insert_pfn_pud(vmf, pfn, write),
+                _ => bindings::vm_fault_reason_VM_FAULT_FALLBACK,
+            }
+        }
+    }
+
+    /// Handles the first write to a page mapped read-only by [`Device::bar_fault`]: marks it if
+    /// its BAR's writes are tracked, and lets the write go on unless the BARs are fenced.
+    ///
+    /// # Safety
+    ///
+    /// `vmf` is a write fault on a VMA set up by `vfio_pci_core_mmap` for a BAR of this device.
+    pub(super) unsafe fn bar_mkwrite(&self, vmf: *mut bindings::vm_fault) -> bindings::vm_fault_t {
+        let core = self.as_raw();
+        // SAFETY: The caller guarantees `vmf` is valid for the fault.
+        let (bar, page) = unsafe { fault_page(vmf, (*vmf).__bindgen_anon_1.address) };
+        // SAFETY: `memory_lock` is initialised; the fault handler may sleep.
+        unsafe { bindings::down_read(&raw mut (*core).memory_lock) };
+        let ret = if self.bars.fenced.load(Acquire) {
+            bindings::vm_fault_reason_VM_FAULT_SIGBUS
+        } else {
+            // SAFETY: `memory_lock` is held for reading.
+            if let Some(w) = unsafe { self.written_of(bar) } {
+                w.mark(page, 1);
+            }
+            0
+        };
+        // SAFETY: Taken above.
+        unsafe { bindings::up_read(&raw mut (*core).memory_lock) };
+        ret
+    }
+
+    /// Marks the pages of `[offset, offset + len)` of BAR `bar` written, if its writes are
+    /// tracked: a user `write()` of the region.
+    pub(super) fn mark_written(&self, bar: u32, offset: u64, len: usize) {
+        if len == 0 {
+            return;
+        }
+        let core = self.as_raw();
+        // SAFETY: `memory_lock` is initialised.
+        unsafe { bindings::down_read(&raw mut (*core).memory_lock) };
+        // SAFETY: `memory_lock` is held for reading.
+        if let Some(w) = unsafe { self.written_of(bar) } {
+            let first = offset >> bindings::PAGE_SHIFT;
+            let last = (offset + len as u64 - 1) >> bindings::PAGE_SHIFT;
+            // CAST: Pages of a BAR, whose length fits the address space.
+            w.mark(first as usize, (last - first + 1) as usize);
+        }
+        // SAFETY: Taken above.
+        unsafe { bindings::up_read(&raw mut (*core).memory_lock) };
+    }
+
+    /// Returns the tracking of BAR `bar`'s writes, if they are tracked.
+    ///
+    /// # Safety
+    ///
+    /// `memory_lock` is held, for reading or writing, for as long as the result is used.
+    pub(super) unsafe fn written_of(&self, bar: u32) -> Option<&super::track::Written> {
+        // SAFETY: The caller holds `memory_lock`, under which the field only changes when it is
+        // held for writing.
+        unsafe { (*self.bars.written.get()).as_ref() }.filter(|w| w.bar() == bar)
+    }
+}
+
+/// Returns the BAR of a fault on a BAR mmap at `addr`, and the page of the BAR it is in.
+///
+/// # Safety
+///
+/// `vmf` is a fault on a VMA set up by `vfio_pci_core_mmap` for a BAR, and `addr` in the VMA.
+unsafe fn fault_page(vmf: *mut bindings::vm_fault, addr: usize) -> (u32, usize) {
+    // SAFETY: The caller guarantees `vmf` and its VMA are valid for the fault.
+    let (vm_start, vm_pgoff) = unsafe {
+        let vma = (*vmf).__bindgen_anon_1.vma;
+        ((*vma).__bindgen_anon_1.__bindgen_anon_1.vm_start, (*vma).vm_pgoff)
+    };
+    let shift = OFFSET_SHIFT - bindings::PAGE_SHIFT;
+    // CAST: Below `NUM_BARS`: `vfio_pci_core_mmap` accepted the VMA.
+    let bar = (vm_pgoff >> shift) as u32;
+    let page = (vm_pgoff & ((1 << shift) - 1)) + ((addr - vm_start) >> bindings::PAGE_SHIFT);
+    (bar, page)
 }
 
 impl<T: Driver> Device<T, device::Bound> {
