@@ -35,7 +35,6 @@ use super::{
     Device,
     Driver, //
 };
-use core::cell::UnsafeCell;
 use crate::{
     bindings,
     device,
@@ -63,6 +62,7 @@ use crate::{
         UserSlice, //
     }, //
 };
+use core::cell::UnsafeCell;
 
 /// The number of memory and I/O BARs of a PCI function.
 pub const NUM_BARS: u32 = bindings::VFIO_PCI_ROM_REGION_INDEX;
@@ -665,7 +665,10 @@ unsafe fn fault_page(vmf: *mut bindings::vm_fault, addr: usize) -> (u32, usize) 
     // SAFETY: The caller guarantees `vmf` and its VMA are valid for the fault.
     let (vm_start, vm_pgoff) = unsafe {
         let vma = (*vmf).__bindgen_anon_1.vma;
-        ((*vma).__bindgen_anon_1.__bindgen_anon_1.vm_start, (*vma).vm_pgoff)
+        (
+            (*vma).__bindgen_anon_1.__bindgen_anon_1.vm_start,
+            (*vma).vm_pgoff,
+        )
     };
     let shift = OFFSET_SHIFT - bindings::PAGE_SHIFT;
     // CAST: Below `NUM_BARS`: `vfio_pci_core_mmap` accepted the VMA.

@@ -128,12 +128,7 @@ impl<T: Driver> Device<T> {
         // SAFETY: `inode` is the device's inode, alive as long as the device; unmapping a range
         // of its mapping is always allowed.
         unsafe {
-            bindings::unmap_mapping_range(
-                (*(*self.as_raw()).vdev.inode).i_mapping,
-                start,
-                len,
-                1,
-            )
+            bindings::unmap_mapping_range((*(*self.as_raw()).vdev.inode).i_mapping, start, len, 1)
         };
     }
 }
