@@ -28,6 +28,19 @@
 #define RUSTMIG_STREAM_MAGIC		0x47494d52
 #define RUSTMIG_STREAM_VERSION_MAJOR	1
 #define RUSTMIG_STREAM_VERSION_MINOR	0
+/*
+ * Version 2.0 is the stream of a save that started in PRE_COPY on a device
+ * whose memory is read while it runs: its header is version 1.0's with
+ * payload_len 0 (the length is not known in advance), and its section records
+ * may come in any order and more than once, the last one of a byte winning.
+ * Each covers whole pages of %RUSTMIG_STREAM_PAGE_SIZE bytes from an offset
+ * that is a multiple of it, or runs to the end of its section; at the end
+ * record every page of every section must have come at least once. Every
+ * other stream is version 1.0, whose section records come in order, once.
+ * A reader of version 1 only refuses version 2 (another major version).
+ */
+#define RUSTMIG_STREAM_VERSION_MAJOR_PRECOPY	2
+#define RUSTMIG_STREAM_PAGE_SIZE		4096
 /* The header length of version 1.0, and the longest header accepted. */
 #define RUSTMIG_STREAM_HEADER_LEN	72
 #define RUSTMIG_STREAM_MAX_HEADER_LEN	4096
@@ -51,7 +64,7 @@
  * @state_size: the size of the device state, in bytes: the sum of the
  *              sections' lengths
  * @payload_len: the length of the stream after the header, end record
- *               included
+ *               included; 0 in version 2.0, whose length is not known
  * @header_crc: the CRC-32C of the @header_len header bytes, computed with
  *              this field zero
  * @reserved: zero
@@ -115,7 +128,8 @@ struct rustmig_record_header {
  * @offset: where @data goes in the section
  * @data: the section's bytes from @offset, at most 64 KiB
  *
- * A section travels in order, as records of 64 KiB of data but the last.
+ * In version 1.0 a section travels in order, as records of 64 KiB of data
+ * but the last; in version 2.0 see %RUSTMIG_STREAM_VERSION_MAJOR_PRECOPY.
  */
 struct rustmig_section_record {
 	__le64 offset;

@@ -25,6 +25,7 @@ use crate::stream::{
     le16, le32, section_data, Event, Header, Parser, CHUNK, FLAG_MANDATORY, HEADER_CRC_OFFSET,
     HEADER_LEN, MAGIC, MAX_HEADER_LEN, MAX_RECORD, MAX_SECTIONS, RECORD_HEADER_LEN, TAG_END,
     VERSION_MAJOR,
+    VERSION_MAJOR_PRECOPY,
 };
 use crate::uapi;
 
@@ -669,7 +670,7 @@ pub(crate) fn header_refusal(raw: &[u8], e: Error) -> String {
         }
     } else if e == EPROTONOSUPPORT {
         format!(
-            "format major version {}, this reader reads {VERSION_MAJOR}",
+            "format major version {}, this reader reads {VERSION_MAJOR} and {VERSION_MAJOR_PRECOPY}",
             le16(raw, 4)
         )
     } else if e == EBADMSG && raw.len() >= header_len {

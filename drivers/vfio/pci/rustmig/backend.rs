@@ -115,6 +115,14 @@ pub(crate) trait Backend: Sync {
         Ok(None)
     }
 
+    /// The section that is the memory of a BAR, `(tag, bar)`, if the device has one that may be
+    /// read while it runs: memory that only the user changes, through the BAR's mappings and
+    /// region writes, whose writes the driver then tracks. A save from PRE_COPY moves it while
+    /// the device runs (a version 2.0 stream), and only what was written since once stopped.
+    fn live_section(&self) -> Option<(u32, u32)> {
+        None
+    }
+
     /// Returns the sections of the device's state, or an error if the device (e.g. a BAR
     /// missing or of an unexpected size) cannot be driven by this backend.
     fn layout(&self, bars: &BarLens) -> Result<Layout>;

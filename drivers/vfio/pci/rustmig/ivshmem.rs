@@ -52,6 +52,12 @@ impl Backend for Ivshmem {
         Dma::Never
     }
 
+    /// The shared memory changes only by the user's writes (and by other peers of the same
+    /// memory, which the driver cannot see: see the driver's documentation).
+    fn live_section(&self) -> Option<(u32, u32)> {
+        Some((TAG_MEM, MEM_BAR))
+    }
+
     fn layout(&self, bars: &BarLens) -> Result<Layout> {
         let (regs, mem) = (bars[REG_BAR as usize], bars[MEM_BAR as usize]);
         if regs < 16 || mem == 0 {

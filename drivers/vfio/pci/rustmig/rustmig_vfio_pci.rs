@@ -73,7 +73,8 @@ use ratelimit::Ratelimit;
 use stream::{
     Header,
     Identity,
-    Layout, //
+    Layout,
+    VERSION_MAJOR, //
 };
 
 /// The backend of QEMU's ivshmem-plain.
@@ -130,7 +131,8 @@ impl RustMigDevice {
             }
             return Err(EPROTO);
         }
-        if h.payload_len < self.layout.payload_len() {
+        // A version 2.0 stream's length is not known: its end record checks it is whole.
+        if h.major == VERSION_MAJOR && h.payload_len < self.layout.payload_len() {
             if self.refusals.allow(dev) {
                 dev_err!(
                     dev,
@@ -400,8 +402,8 @@ impl Migration for RustMig {
         Ok(())
     }
 
-    fn save(dev: &Self::Device, _stop_copy: bool) -> Result<session::Saver> {
-        Ok(session::Saver::new(dev))
+    fn save(dev: &Self::Device, stop_copy: bool) -> Result<session::Saver> {
+        session::Saver::new(dev, stop_copy)
     }
 
     fn resume(dev: &Self::Device) -> Result<session::Loader> {

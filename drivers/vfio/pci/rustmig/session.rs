@@ -12,26 +12,32 @@
 //! after checking, under that lock, that the session has not ended: a reset ends sessions under
 //! `memory_lock`, so no stale data reaches a device after its reset.
 
-#[cfg(doc)]
-use crate::stream::CHUNK;
 use crate::{
     backend::Bars,
     stream::{
         record_header,
+        record_len,
         seal_record,
         section_data,
         Cursor,
         Event,
+        Header,
+        Layout,
         Parser,
+        Section,
         Unit,
+        CHUNK,
         FLAG_MANDATORY,
         HEADER_LEN,
         OFFSET_LEN,
-        TAG_END, //
+        PAGE,
+        TAG_END,
+        VERSION_MAJOR_PRECOPY, //
     },
     RustMig, //
 };
 use kernel::{
+    bitmap::BitmapVec,
     prelude::*,
     sync::aref::ARef,
     vfio::{
@@ -41,7 +47,11 @@ use kernel::{
             Pending,
             Session, //
         },
-        pci::Device,
+        pci::{
+            written_pages,
+            Device,
+            WriteTracker, //
+        },
     }, //
 };
 
@@ -60,33 +70,236 @@ fn bars<'a>(dev: &'a Device<RustMig>, s: &Session<RustMig>) -> Result<Bars<'a>> 
 pub(crate) struct Saver {
     /// The device.
     dev: ARef<Device<RustMig>>,
-    /// The next unit to build.
-    cursor: Cursor,
-    /// Where the next unit starts in the stream.
-    next: u64,
+    mode: Mode,
+}
+
+/// How a saver builds its stream.
+enum Mode {
+    /// A version 1.0 stream: the header in PRE_COPY, the device's state once it stopped.
+    Linear {
+        /// The next unit to build.
+        cursor: Cursor,
+        /// Where the next unit starts in the stream.
+        next: u64,
+    },
+    /// A version 2.0 stream, saved from PRE_COPY: the live section moves while the device runs.
+    Live(Live),
+}
+
+/// A version 2.0 stream: the header, the live section read once while the device runs, then
+/// the pages written since they were read, pass after pass for as long as the user reads; once
+/// the device stopped, the pages still written, the other sections and the end.
+struct Live {
+    /// The user's writes to the live section's BAR.
+    tracker: WriteTracker<RustMig>,
+    /// The live section.
+    section: Section,
+    /// The header was built.
+    header: bool,
+    /// Where the first pass over the live section is.
+    initial: u64,
+    /// The pages of the pass being built, and the next one to look at.
+    pages: BitmapVec,
+    page: usize,
+    /// The pages of `pages` not built yet.
+    left: usize,
+    /// The device stopped and the last pass was taken: the live section is final.
+    last: bool,
+    /// The section of the other sections being built, and where in it.
+    rest: usize,
+    rest_offset: u64,
+    /// The end record was built.
+    end: bool,
 }
 
 impl Saver {
-    /// Creates the saver of `dev`'s stream.
-    pub(crate) fn new(dev: &Device<RustMig>) -> Self {
-        Saver {
+    /// Creates the saver of `dev`'s stream: a version 2.0 stream, whose live section is read
+    /// while the device runs, when the device enters PRE_COPY and its backend has a live
+    /// section; otherwise version 1.0.
+    pub(crate) fn new(dev: &Device<RustMig>, stop_copy: bool) -> Result<Self> {
+        let data = dev.data();
+        let live = match data.backend.live_section() {
+            Some((tag, bar)) if !stop_copy => {
+                let idx = data.layout.find(tag).ok_or(EINVAL)?;
+                let tracker = dev.track_writes(bar)?;
+                let pages = BitmapVec::new(tracker.pages(), GFP_KERNEL)?;
+                Some(Live {
+                    tracker,
+                    section: data.layout.sections()[idx],
+                    header: false,
+                    initial: 0,
+                    pages,
+                    page: 0,
+                    left: 0,
+                    last: false,
+                    rest: 0,
+                    rest_offset: 0,
+                    end: false,
+                })
+            }
+            _ => None,
+        };
+        Ok(Saver {
             dev: dev.into(),
-            cursor: Cursor::default(),
-            next: 0,
+            mode: match live {
+                Some(l) => Mode::Live(l),
+                None => Mode::Linear {
+                    cursor: Cursor::default(),
+                    next: 0,
+                },
+            },
+        })
+    }
+}
+
+/// Appends to `u` the record of `len` bytes at `offset` of section `tag`, read from the device.
+fn build_record(
+    dev: &Device<RustMig>,
+    s: &Session<RustMig>,
+    u: &mut KVec<u8>,
+    tag: u32,
+    offset: u64,
+    len: usize,
+) -> Result {
+    let data = dev.data();
+    // CAST: At most `MAX_RECORD`.
+    let rh = record_header(tag, FLAG_MANDATORY, (OFFSET_LEN + len) as u32);
+    u.extend_from_slice(&rh, GFP_KERNEL)?;
+    u.extend_from_slice(&offset.to_le_bytes(), GFP_KERNEL)?;
+    let at = u.len();
+    u.resize(at + len, 0, GFP_KERNEL)?;
+    let bars = bars(dev, s)?;
+    data.backend
+        .save(&bars, &data.held, tag, offset, &mut u[at..])?;
+    seal_record(u);
+    Ok(())
+}
+
+/// Appends the end record to `u`.
+fn build_end(u: &mut KVec<u8>) -> Result {
+    u.extend_from_slice(&record_header(TAG_END, FLAG_MANDATORY, 0), GFP_KERNEL)?;
+    seal_record(u);
+    Ok(())
+}
+
+impl Live {
+    /// The sections other than the live one, from `rest` on.
+    fn rest<'a>(&self, layout: &'a Layout) -> impl Iterator<Item = (usize, &'a Section)> {
+        let live = self.section.tag;
+        layout
+            .sections()
+            .iter()
+            .enumerate()
+            .skip(self.rest)
+            .filter(move |(_, s)| s.tag != live)
+    }
+
+    fn pending(&self, layout: &Layout, stop_copy: bool) -> Pending {
+        let chunk = CHUNK as u64;
+        let mut initial = if self.header { 0 } else { HEADER_LEN as u64 };
+        let left = self.section.len - self.initial;
+        initial += left + left.div_ceil(chunk) * record_len(0);
+        // CAST: Page counts fit a `u64`.
+        let pages = (self.left + if self.last { 0 } else { self.tracker.count() }) as u64;
+        let mut dirty = pages * record_len(PAGE);
+        if stop_copy && !self.end {
+            for (i, s) in self.rest(layout) {
+                let from = if i == self.rest { self.rest_offset } else { 0 };
+                let bytes = s.len - from;
+                dirty += bytes + bytes.div_ceil(chunk) * record_len(0);
+            }
+            dirty += record_len(0) - OFFSET_LEN as u64;
         }
+        Pending { initial, dirty }
+    }
+
+    fn produce(
+        &mut self,
+        dev: &Device<RustMig>,
+        s: &Session<RustMig>,
+        stop_copy: bool,
+        u: &mut KVec<u8>,
+    ) -> Result<Option<Part>> {
+        let data = dev.data();
+        let tag = self.section.tag;
+        if !self.header {
+            u.extend_from_slice(&Header::encode_precopy(&data.identity), GFP_KERNEL)?;
+            self.header = true;
+            return Ok(Some(Part::Initial));
+        }
+        if self.initial < self.section.len {
+            // CAST: At most `CHUNK`.
+            let len = (self.section.len - self.initial).min(CHUNK as u64) as usize;
+            build_record(dev, s, u, tag, self.initial, len)?;
+            self.initial += len as u64;
+            return Ok(Some(Part::Initial));
+        }
+        loop {
+            if self.left > 0 {
+                let page = written_pages(&self.pages)
+                    .find(|&p| p >= self.page)
+                    .ok_or(EIO)?;
+                let offset = (page * PAGE) as u64;
+                // CAST: At most `PAGE`.
+                let len = (self.section.len - offset).min(PAGE as u64) as usize;
+                build_record(dev, s, u, tag, offset, len)?;
+                self.page = page + 1;
+                self.left -= 1;
+                return Ok(Some(Part::Dirty));
+            }
+            if self.last {
+                break;
+            }
+            // A new pass: the pages written since the last one. Once the device stopped (its
+            // BARs fenced), the last.
+            self.tracker.take(&mut self.pages)?;
+            self.page = 0;
+            self.left = written_pages(&self.pages).count();
+            self.last = stop_copy;
+            if self.left == 0 && !stop_copy {
+                return Ok(None);
+            }
+        }
+        if let Some((i, sec)) = self.rest(&data.layout).next() {
+            let offset = if i == self.rest { self.rest_offset } else { 0 };
+            // CAST: At most `CHUNK`.
+            let len = (sec.len - offset).min(CHUNK as u64) as usize;
+            build_record(dev, s, u, sec.tag, offset, len)?;
+            let next = offset + len as u64;
+            if next == sec.len {
+                self.rest = i + 1;
+                self.rest_offset = 0;
+            } else {
+                self.rest = i;
+                self.rest_offset = next;
+            }
+            return Ok(Some(Part::Dirty));
+        }
+        if self.end {
+            return Ok(None);
+        }
+        build_end(u)?;
+        self.end = true;
+        Ok(Some(Part::Dirty))
     }
 }
 
 impl migration::Saver<RustMig> for Saver {
-    /// In PRE_COPY only the header: the device's state is read once it is stopped.
     fn pending(&self, stop_copy: bool) -> Pending {
-        let left = self.dev.data().layout.stream_len() - self.next;
-        let initial = if stop_copy {
-            left
-        } else {
-            (HEADER_LEN as u64).saturating_sub(self.next)
-        };
-        Pending { initial, dirty: 0 }
+        let layout = &self.dev.data().layout;
+        match &self.mode {
+            // In PRE_COPY only the header: the device's state is read once it is stopped.
+            Mode::Linear { next, .. } => {
+                let left = layout.stream_len() - next;
+                let initial = if stop_copy {
+                    left
+                } else {
+                    (HEADER_LEN as u64).saturating_sub(*next)
+                };
+                Pending { initial, dirty: 0 }
+            }
+            Mode::Live(l) => l.pending(layout, stop_copy),
+        }
     }
 
     fn produce(
@@ -95,39 +308,30 @@ impl migration::Saver<RustMig> for Saver {
         stop_copy: bool,
         u: &mut KVec<u8>,
     ) -> Result<Option<Part>> {
+        if let Mode::Live(l) = &mut self.mode {
+            return l.produce(&self.dev, s, stop_copy, u);
+        }
         if self.pending(stop_copy).total() == 0 {
             return Ok(None);
         }
+        let Mode::Linear { cursor, next } = &mut self.mode else {
+            return Err(EIO);
+        };
         let data = self.dev.data();
         // The cursor moves on only once the unit is built: a unit that fails to build is built
         // again by the next read.
-        let mut cursor = self.cursor;
-        let unit = cursor.next_unit(&data.layout).ok_or(EIO)?;
-        match unit {
+        let mut c = *cursor;
+        match c.next_unit(&data.layout).ok_or(EIO)? {
             Unit::Header => {
-                let h = crate::stream::Header::encode(&data.identity, data.layout.payload_len());
+                let h = Header::encode(&data.identity, data.layout.payload_len());
                 u.extend_from_slice(&h, GFP_KERNEL)?;
             }
-            Unit::Record { tag, offset, len } => {
-                // CAST: At most `MAX_RECORD`.
-                let rh = record_header(tag, FLAG_MANDATORY, (OFFSET_LEN + len) as u32);
-                u.extend_from_slice(&rh, GFP_KERNEL)?;
-                u.extend_from_slice(&offset.to_le_bytes(), GFP_KERNEL)?;
-                let at = u.len();
-                u.resize(at + len, 0, GFP_KERNEL)?;
-                let bars = bars(&self.dev, s)?;
-                data.backend
-                    .save(&bars, &data.held, tag, offset, &mut u[at..])?;
-                seal_record(u);
-            }
-            Unit::End => {
-                u.extend_from_slice(&record_header(TAG_END, FLAG_MANDATORY, 0), GFP_KERNEL)?;
-                seal_record(u);
-            }
+            Unit::Record { tag, offset, len } => build_record(&self.dev, s, u, tag, offset, len)?,
+            Unit::End => build_end(u)?,
         }
-        self.cursor = cursor;
+        *cursor = c;
         // CAST: A unit is in memory.
-        self.next += u.len() as u64;
+        *next += u.len() as u64;
         Ok(Some(Part::Initial))
     }
 }
@@ -137,9 +341,11 @@ pub(crate) struct Loader {
     /// The device.
     dev: ARef<Device<RustMig>>,
     parser: Parser,
-    /// The section and offset the next record must carry.
+    /// The section and offset the next record must carry (version 1.0).
     next_section: usize,
     next_offset: u64,
+    /// Version 2.0: the pages of each section received at least once.
+    covered: KVec<BitmapVec>,
 }
 
 impl Loader {
@@ -150,6 +356,7 @@ impl Loader {
             parser: Parser::new()?,
             next_section: 0,
             next_offset: 0,
+            covered: KVec::new(),
         })
     }
 }
@@ -161,8 +368,18 @@ impl migration::Loader<RustMig> for Loader {
         let data = io.data();
         let dev = io.as_ref();
         let (next_section, next_offset) = (&mut self.next_section, &mut self.next_offset);
+        let covered = &mut self.covered;
         self.parser.feed(bytes, |ev| match ev {
-            Event::Header(h) => data.check_header(dev, h),
+            Event::Header(h) => {
+                data.check_header(dev, h)?;
+                if h.major == VERSION_MAJOR_PRECOPY {
+                    for sec in data.layout.sections() {
+                        let pages = usize::try_from(sec.pages()).map_err(|_| EINVAL)?;
+                        covered.push(BitmapVec::new(pages, GFP_KERNEL)?, GFP_KERNEL)?;
+                    }
+                }
+                Ok(())
+            }
             Event::Record {
                 tag,
                 mandatory,
@@ -179,6 +396,26 @@ impl migration::Loader<RustMig> for Loader {
                 };
                 let (offset, bytes) = section_data(payload)?;
                 let section = data.layout.sections()[idx];
+                if let Some(pages) = covered.get_mut(idx) {
+                    // Version 2.0: whole pages, anywhere in the section, the last one winning.
+                    let Ok((first, n)) = section.page_range(offset, bytes.len()) else {
+                        if data.refusals.allow(dev) {
+                            dev_err!(
+                                dev,
+                                "resume: record {tag} at {offset}+{} is not whole pages\n",
+                                bytes.len()
+                            );
+                        }
+                        return Err(EINVAL);
+                    };
+                    let bars = bars(io, s)?;
+                    data.backend.load(&bars, &data.held, tag, offset, bytes)?;
+                    // CAST: Pages of a section whose page count fits a `usize`.
+                    for page in first..first + n {
+                        pages.set_bit(page as usize);
+                    }
+                    return Ok(());
+                }
                 // Only the section being received has bytes left (`next_offset` is below its
                 // length); for any other the subtraction means nothing, and may not be made.
                 let want = if idx == *next_section {
@@ -206,7 +443,14 @@ impl migration::Loader<RustMig> for Loader {
                 Ok(())
             }
             Event::End => {
-                if *next_section != data.layout.sections().len() {
+                let complete = if covered.is_empty() {
+                    *next_section == data.layout.sections().len()
+                } else {
+                    covered
+                        .iter()
+                        .all(|pages| written_pages(pages).count() == pages.len())
+                };
+                if !complete {
                     if data.refusals.allow(dev) {
                         dev_err!(dev, "resume: stream ended before the device's state\n");
                     }

@@ -55,6 +55,12 @@ pub(crate) const MAGIC: [u8; 4] = uapi::RUSTMIG_STREAM_MAGIC.to_le_bytes();
 /// The major version: a stream of another major version is refused.
 // CAST: The header's versions are u16 fields.
 pub(crate) const VERSION_MAJOR: u16 = uapi::RUSTMIG_STREAM_VERSION_MAJOR as u16;
+/// The major version of a stream saved from PRE_COPY with a live section: its section records
+/// come in any order and more than once, in whole pages.
+// CAST: As above.
+pub(crate) const VERSION_MAJOR_PRECOPY: u16 = uapi::RUSTMIG_STREAM_VERSION_MAJOR_PRECOPY as u16;
+/// The page of a version 2.0 stream's section records.
+pub(crate) const PAGE: usize = uapi::RUSTMIG_STREAM_PAGE_SIZE as usize;
 /// The minor version: newer minor versions only lengthen the header and add optional records.
 // CAST: As above.
 pub(crate) const VERSION_MINOR: u16 = uapi::RUSTMIG_STREAM_VERSION_MINOR as u16;
@@ -195,6 +201,7 @@ impl fmt::Display for Identity {
 /// A decoded stream header.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Header {
+    pub(crate) major: u16,
     pub(crate) minor: u16,
     pub(crate) header_len: usize,
     pub(crate) identity: Identity,
@@ -213,9 +220,18 @@ fn header_crc(b: &[u8]) -> u32 {
 impl Header {
     /// Encodes a version 1.0 header.
     pub(crate) fn encode(id: &Identity, payload_len: u64) -> [u8; HEADER_LEN] {
+        Self::encode_major(id, VERSION_MAJOR, payload_len)
+    }
+
+    /// Encodes a version 2.0 header: its payload length is not known.
+    pub(crate) fn encode_precopy(id: &Identity) -> [u8; HEADER_LEN] {
+        Self::encode_major(id, VERSION_MAJOR_PRECOPY, 0)
+    }
+
+    fn encode_major(id: &Identity, major: u16, payload_len: u64) -> [u8; HEADER_LEN] {
         let mut b = [0u8; HEADER_LEN];
         put(&mut b, hdr!(magic), &MAGIC);
-        put(&mut b, hdr!(version_major), &VERSION_MAJOR.to_le_bytes());
+        put(&mut b, hdr!(version_major), &major.to_le_bytes());
         put(&mut b, hdr!(version_minor), &VERSION_MINOR.to_le_bytes());
         // CAST: 72 fits.
         put(&mut b, hdr!(header_len), &(HEADER_LEN as u32).to_le_bytes());
@@ -245,12 +261,12 @@ impl Header {
     /// Checks the first [`HEADER_LEN`] bytes of a header and returns the whole header's length.
     ///
     /// Fails with [`EINVAL`] for a bad magic or header length and with [`EPROTONOSUPPORT`] for
-    /// another major version.
+    /// a major version other than 1 and 2.
     pub(crate) fn check_start(b: &[u8]) -> Result<usize> {
         if b.len() < HEADER_LEN || b[hdr!(magic)..hdr!(magic) + MAGIC.len()] != MAGIC {
             return Err(EINVAL);
         }
-        if le16(b, hdr!(version_major)) != VERSION_MAJOR {
+        if ![VERSION_MAJOR, VERSION_MAJOR_PRECOPY].contains(&le16(b, hdr!(version_major))) {
             return Err(EPROTONOSUPPORT);
         }
         // CAST: u32 fits usize.
@@ -276,9 +292,15 @@ impl Header {
         if le32(b, hdr!(flags)) != 0 {
             return Err(EOPNOTSUPP);
         }
+        let major = le16(b, hdr!(version_major));
+        // A version 2.0 stream's length is not known in advance.
+        if major == VERSION_MAJOR_PRECOPY && le64(b, hdr!(payload_len)) != 0 {
+            return Err(EINVAL);
+        }
         let mut backend = [0u8; BACKEND_NAME_LEN];
         backend.copy_from_slice(&b[hdr!(backend)..hdr!(backend) + BACKEND_NAME_LEN]);
         Ok(Header {
+            major,
             minor: le16(b, hdr!(version_minor)),
             header_len,
             identity: Identity {
@@ -333,6 +355,32 @@ impl Section {
     fn records(&self) -> u64 {
         self.len.div_ceil(CHUNK as u64)
     }
+
+    /// Returns the number of pages of the section, as version 2.0's records cover it.
+    pub(crate) fn pages(&self) -> u64 {
+        self.len.div_ceil(PAGE as u64)
+    }
+
+    /// Checks where a version 2.0 record of `len` bytes at `offset` goes: whole pages from a
+    /// page boundary, or up to the section's end, at most [`CHUNK`] bytes. Returns its first
+    /// page and its number of pages.
+    pub(crate) fn page_range(&self, offset: u64, len: usize) -> Result<(u64, u64)> {
+        let end = offset.checked_add(len as u64).ok_or(EINVAL)?;
+        if len == 0
+            || len > CHUNK
+            || offset % PAGE as u64 != 0
+            || end > self.len
+            || (len % PAGE != 0 && end != self.len)
+        {
+            return Err(EINVAL);
+        }
+        Ok((offset / PAGE as u64, (len as u64).div_ceil(PAGE as u64)))
+    }
+}
+
+/// Returns the length in a stream of a section record of `len` bytes of data.
+pub(crate) const fn record_len(len: usize) -> u64 {
+    (RECORD_HEADER_LEN + OFFSET_LEN + len) as u64
 }
 
 /// The sections of a device's state, in stream order.
@@ -513,6 +561,8 @@ pub(crate) struct Parser {
     rec: [u8; RECORD_HEADER_LEN],
     /// The header's `payload_len`, once known.
     payload_len: u64,
+    /// The header's major version, once known: 2 has no `payload_len`.
+    major: u16,
     /// The bytes after the header consumed so far.
     consumed: u64,
 }
@@ -526,6 +576,7 @@ impl Parser {
             need: HEADER_LEN,
             rec: [0; RECORD_HEADER_LEN],
             payload_len: 0,
+            major: VERSION_MAJOR,
             consumed: 0,
         })
     }
@@ -625,6 +676,7 @@ impl Parser {
         let h = Header::decode(&self.buf)?;
         sink(Event::Header(&h))?;
         self.payload_len = h.payload_len;
+        self.major = h.major;
         self.buf.clear();
         self.record_header_next();
         Ok(())
@@ -637,7 +689,7 @@ impl Parser {
         }
         let tag = le32(&self.rec, rec!(tag));
         if tag == TAG_END {
-            if self.consumed != self.payload_len {
+            if self.major == VERSION_MAJOR && self.consumed != self.payload_len {
                 return Err(EINVAL);
             }
             sink(Event::End)?;
@@ -663,7 +715,7 @@ impl Parser {
     /// Accounts for `n` bytes after the header: more than the header announced is refused.
     fn consume(&mut self, n: usize) -> Result {
         let c = self.consumed.checked_add(n as u64).ok_or(EINVAL)?;
-        if c > self.payload_len {
+        if self.major == VERSION_MAJOR && c > self.payload_len {
             return Err(EINVAL);
         }
         self.consumed = c;
@@ -829,8 +881,15 @@ mod tests {
         assert!(Header::decode(&b) == Err(EINVAL));
         // The major version is checked before the CRC: a future layout may move the CRC.
         let mut b = good;
-        b[4] = 2;
+        b[4] = 3;
         assert!(Header::decode(&b) == Err(EPROTONOSUPPORT));
+        // Version 2.0 has no length: a header that gives one is refused.
+        let v2 = Header::encode_precopy(&ID);
+        assert!(matches!(Header::decode(&v2), Ok(h) if h.major == 2 && h.payload_len == 0));
+        let mut b = v2;
+        b[56] = 1;
+        fix_header(&mut b);
+        assert!(Header::decode(&b) == Err(EINVAL));
         let mut b = good;
         b[8] = 71;
         assert!(Header::decode(&b) == Err(EINVAL));
@@ -848,6 +907,58 @@ mod tests {
         b[6] = 7;
         fix_header(&mut b);
         assert!(matches!(Header::decode(&b), Ok(h) if h.minor == 7));
+    }
+
+    #[test]
+    fn version_2_records_are_whole_pages() {
+        let s = Section {
+            tag: 2,
+            len: 5 * PAGE as u64 + 100,
+        };
+        assert_eq!(s.pages(), 6);
+        assert_eq!(s.page_range(0, PAGE), Ok((0, 1)));
+        assert_eq!(s.page_range(PAGE as u64, 4 * PAGE), Ok((1, 4)));
+        // The last page runs to the section's end.
+        assert_eq!(s.page_range(5 * PAGE as u64, 100), Ok((5, 1)));
+        assert_eq!(s.page_range(4 * PAGE as u64, PAGE + 100), Ok((4, 2)));
+        // Not from a page boundary, not whole pages, past the end, empty.
+        assert_eq!(s.page_range(1, PAGE), Err(EINVAL));
+        assert_eq!(s.page_range(0, PAGE - 1), Err(EINVAL));
+        assert_eq!(s.page_range(5 * PAGE as u64, 101), Err(EINVAL));
+        assert_eq!(s.page_range(6 * PAGE as u64, 0), Err(EINVAL));
+        assert_eq!(s.page_range(0, 0), Err(EINVAL));
+        let big = Section {
+            tag: 2,
+            len: 64 * PAGE as u64,
+        };
+        assert_eq!(big.page_range(0, CHUNK), Ok((0, 16)));
+        assert_eq!(big.page_range(0, CHUNK + PAGE), Err(EINVAL));
+    }
+
+    #[test]
+    fn version_2_streams_have_no_length() -> Result {
+        let l = layout()?;
+        // A version 2.0 stream: records out of order and repeated, no length in the header.
+        let mut v = KVec::new();
+        v.extend_from_slice(&Header::encode_precopy(&ID), GFP_KERNEL)?;
+        let mut payload = KVec::new();
+        for (tag, offset, len) in [(2, CHUNK as u64, PAGE), (1, 0, 8), (2, 0, PAGE), (2, 0, PAGE)] {
+            payload.clear();
+            payload.extend_from_slice(&u64::to_le_bytes(offset), GFP_KERNEL)?;
+            payload.resize(OFFSET_LEN + len, 0x5a, GFP_KERNEL)?;
+            push_record(&mut v, tag, FLAG_MANDATORY, &payload)?;
+        }
+        push_record(&mut v, TAG_END, FLAG_MANDATORY, &[])?;
+        let p = parse(&v, 1000)?;
+        assert!(p.complete && p.err.is_none());
+        assert_eq!(p.records, 4);
+        // A version 1.0 stream with the same records is refused: its header gives no room.
+        let mut v1 = copy(&v)?;
+        v1[..HEADER_LEN].copy_from_slice(&Header::encode(&ID, 0));
+        assert_eq!(parse(&v1, 1000)?.err, Some(EINVAL));
+        // And a version 1.0 stream still parses.
+        assert!(parse(&build(&l, |_, _| 1)?, 4096)?.complete);
+        Ok(())
     }
 
     #[test]

@@ -171,6 +171,10 @@ pub(super) struct BarGate {
     /// The generation of the last tracking started, so that a stale tracker cannot stop a newer
     /// one. Changed under `memory_lock` held for writing.
     pub(super) generation: Atomic<u64>,
+    /// The generation of the tracking in `written` if it is active, 0 otherwise. A tracker stops
+    /// by clearing it, without a lock (it may be dropped by a reset, under `memory_lock`); the
+    /// inactive `written` is freed by the next tracking, the close or the release.
+    pub(super) active: Atomic<u64>,
 }
 
 // The lock's name is a static: the code that initialises it is instantiated in each driver's
@@ -187,6 +191,7 @@ impl BarGate {
             rw <- Mutex::new((), RW_NAME, static_lock_class!()),
             written: UnsafeCell::new(None),
             generation: Atomic::new(0),
+            active: Atomic::new(0),
         })
     }
 }
@@ -425,6 +430,7 @@ impl<T: Driver> Device<T> {
         unsafe { bindings::down_write(&raw mut (*core).memory_lock) };
         self.bars.open.store(open, Relaxed);
         if !open {
+            self.bars.active.store(0, Release);
             // SAFETY: `memory_lock` is held for writing.
             drop(unsafe { (*self.bars.written.get()).take() });
         }
@@ -650,9 +656,11 @@ impl<T: Driver> Device<T> {
     ///
     /// `memory_lock` is held, for reading or writing, for as long as the result is used.
     pub(super) unsafe fn written_of(&self, bar: u32) -> Option<&super::track::Written> {
+        let active = self.bars.active.load(Acquire);
         // SAFETY: The caller holds `memory_lock`, under which the field only changes when it is
         // held for writing.
-        unsafe { (*self.bars.written.get()).as_ref() }.filter(|w| w.bar() == bar)
+        unsafe { (*self.bars.written.get()).as_ref() }
+            .filter(|w| w.bar() == bar && w.generation() == active)
     }
 }
 

@@ -37,7 +37,11 @@ use crate::{
     prelude::*,
     sync::{
         aref::ARef,
-        atomic::Relaxed, //
+        atomic::{
+            Acquire,
+            Relaxed,
+            Release, //
+        },
     }, //
 };
 
@@ -52,6 +56,11 @@ impl Written {
     /// Returns the BAR tracked.
     pub(super) fn bar(&self) -> u32 {
         self.bar
+    }
+
+    /// Returns the generation of the tracking.
+    pub(super) fn generation(&self) -> u64 {
+        self.generation
     }
 
     /// Marks `count` pages written from `first`, those inside the BAR.
@@ -102,6 +111,7 @@ impl<T: Driver> Device<T> {
                 })
             };
             drop(old);
+            self.bars.active.store(generation, Release);
             // SAFETY: `memory_lock` is held for writing; the device is open.
             unsafe { self.zap_bar(bar) };
             Ok(generation)
@@ -160,7 +170,7 @@ impl<T: Driver> WriteTracker<T> {
         unsafe { bindings::down_write(&raw mut (*core).memory_lock) };
         // SAFETY: `memory_lock` is held for writing.
         let res = match unsafe { (*self.dev.bars.written.get()).as_mut() } {
-            Some(w) if w.generation == self.generation => {
+            Some(w) if self.is_active(w) => {
                 core::mem::swap(&mut w.pages, into);
                 // SAFETY: `memory_lock` is held for writing; the tracking exists, so the device
                 // is open; `bar` has a length, so it is below `NUM_BARS`.
@@ -182,7 +192,7 @@ impl<T: Driver> WriteTracker<T> {
         unsafe { bindings::down_read(&raw mut (*core).memory_lock) };
         // SAFETY: `memory_lock` is held for reading.
         let n = match unsafe { (*self.dev.bars.written.get()).as_ref() } {
-            Some(w) if w.generation == self.generation => count(&w.pages),
+            Some(w) if self.is_active(w) => count(&w.pages),
             _ => 0,
         };
         // SAFETY: Taken above.
@@ -191,21 +201,23 @@ impl<T: Driver> WriteTracker<T> {
     }
 }
 
+impl<T: Driver> WriteTracker<T> {
+    /// Returns whether `w`, the tracking in place, is this tracker's and still active.
+    fn is_active(&self, w: &Written) -> bool {
+        w.generation == self.generation && self.dev.bars.active.load(Acquire) == self.generation
+    }
+}
+
 impl<T: Driver> Drop for WriteTracker<T> {
+    /// Stops the tracking without a lock: a tracker may be dropped by a reset, which runs under
+    /// `memory_lock`. The fault handlers see the tracking inactive from then on; its marks are
+    /// freed by the next tracking of the device, its close or its release.
     fn drop(&mut self) {
-        let core = self.dev.as_raw();
-        // SAFETY: `core` is a valid core device whose `memory_lock` is initialised.
-        unsafe { bindings::down_write(&raw mut (*core).memory_lock) };
-        // SAFETY: `memory_lock` is held for writing.
-        let written = unsafe { &mut *self.dev.bars.written.get() };
-        let old = match written {
-            Some(w) if w.generation == self.generation => written.take(),
-            _ => None,
-        };
-        // SAFETY: Taken above.
-        unsafe { bindings::up_write(&raw mut (*core).memory_lock) };
-        // The bitmap is freed without the lock held.
-        drop(old);
+        let _ = self
+            .dev
+            .bars
+            .active
+            .cmpxchg(self.generation, 0, Release);
     }
 }
 

@@ -74,6 +74,15 @@ impl<T: Clone> KVec<T> {
         self.0.extend_from_slice(other);
         Ok(())
     }
+
+    /// Resizes to `len` elements, new ones `value`, as the kernel's `Vec::resize`.
+    pub fn resize(&mut self, len: usize, value: T, _flags: Flags) -> Result<(), AllocError> {
+        self.0
+            .try_reserve(len.saturating_sub(self.0.len()))
+            .map_err(|_| AllocError)?;
+        self.0.resize(len, value);
+        Ok(())
+    }
 }
 
 impl<T> Deref for KVec<T> {

@@ -175,10 +175,10 @@ fn header_refusals_say_why() {
         ),
         (
             4,
-            2,
+            3,
             false,
             EPROTONOSUPPORT,
-            "header: format major version 2, this reader reads 1",
+            "header: format major version 3, this reader reads 1 and 2",
         ),
         (
             8,
