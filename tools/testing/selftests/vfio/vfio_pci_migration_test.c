@@ -1500,6 +1500,209 @@ TEST_F(migration, round_trip_to_peer_is_bit_exact)
 	iommu_cleanup(peer_iommu);
 }
 
+/* A rustmig page record: 16 bytes of record header, the 8-byte offset, a page. */
+#define PAGE_RECORD	(sizeof(struct rustmig_record_header) + 8 + RUSTMIG_STREAM_PAGE_SIZE)
+
+/* A stream being saved, kept whole to be loaded into the peer. */
+struct kept {
+	char *buf;
+	size_t len, cap;
+};
+
+/*
+ * Read @data_fd into @k until the temporary end (ENOMSG) or, once stopped, the
+ * end (0), or until @most bytes were read: returns 0 then, or -errno.
+ */
+static int keep_reading_most(int data_fd, struct kept *k, bool stopped, size_t most)
+{
+	size_t start = k->len;
+	ssize_t n;
+
+	while (k->len - start < most) {
+		if (k->cap - k->len < (1 << 20)) {
+			k->cap = k->cap * 2 + (1 << 20);
+			k->buf = realloc(k->buf, k->cap);
+			if (!k->buf)
+				return -ENOMEM;
+		}
+		n = read(data_fd, k->buf + k->len, 1 << 20);
+		if (n > 0) {
+			k->len += n;
+			continue;
+		}
+		if (n == 0)
+			return stopped ? 0 : -EPIPE;
+		return !stopped && errno == ENOMSG ? 0 : -errno;
+	}
+	return 0;
+}
+
+static int keep_reading(int data_fd, struct kept *k, bool stopped)
+{
+	return keep_reading_most(data_fd, k, stopped, SIZE_MAX);
+}
+
+struct page_writer {
+	__u64 *mem;
+	size_t pages;
+	int fd;
+	__u64 region;
+	volatile bool stop;
+	unsigned long writes;
+};
+
+/* Writes a counter into random pages, by the mmap and by region writes, until stopped. */
+static void *page_writer(void *arg)
+{
+	struct page_writer *w = arg;
+	unsigned int seed = 7;
+	__u64 v;
+
+	while (!w->stop) {
+		size_t page = rand_r(&seed) % w->pages;
+		size_t word = rand_r(&seed) % (RUSTMIG_STREAM_PAGE_SIZE / 8);
+
+		v = ++w->writes | 0xc0de000000000000ull;
+		if (w->writes % 4)
+			WRITE_ONCE(w->mem[page * (RUSTMIG_STREAM_PAGE_SIZE / 8) + word], v);
+		else if (pwrite(w->fd, &v, 8, w->region + page * RUSTMIG_STREAM_PAGE_SIZE +
+				word * 8) != 8)
+			break;
+	}
+	return NULL;
+}
+
+/*
+ * PRE_COPY with rustmig's tracking of the state BAR (VFIO_MIGRATION_TEST_BAR):
+ * the memory moves while the device runs, then exactly the pages written
+ * since, through the mmap or region writes. PRECOPY_INFO counts exactly those
+ * pages and the stream's next records hold exactly them, with their contents.
+ * Then a writer thread keeps writing random pages while passes are read; the
+ * stream, loaded into the peer, gives it the source's memory byte for byte.
+ */
+TEST_F_TIMEOUT(migration, precopy_resends_exactly_the_pages_written, 600)
+{
+	const char *peer_bdf = getenv("VFIO_MIGRATION_TEST_PEER");
+	const char *bar_env = getenv("VFIO_MIGRATION_TEST_BAR");
+	static const size_t by_mmap[] = { 3, 17, 100 }, by_write[] = { 5, 200 };
+	int fd = self->device->fd, save_fd, load_fd, none_fd, bar, i, found = 0;
+	struct page_writer w = {};
+	struct vfio_precopy_info info;
+	struct vfio_pci_device *peer;
+	struct iommu *peer_iommu;
+	struct kept k = {};
+	struct rustmig_rec rec;
+	size_t len, pages, off, at;
+	pthread_t thread;
+	__u64 *src, *dst, v;
+
+	if (self->want_flags <= 0 || !(self->want_flags & VFIO_MIGRATION_PRE_COPY) ||
+	    !env_is("VFIO_MIGRATION_TEST_STREAM", "rustmig") || !peer_bdf || !bar_env)
+		SKIP(return, "no rustmig PRE_COPY with a peer and a state BAR");
+	bar = atoi(bar_env);
+	peer_iommu = iommu_init(MODE_IOMMUFD);
+	peer = vfio_pci_device_init(peer_bdf, peer_iommu);
+	src = self->device->bars[bar].vaddr;
+	dst = peer->bars[bar].vaddr;
+	ASSERT_NE(NULL, src);
+	ASSERT_NE(NULL, dst);
+	len = self->device->bars[bar].info.size;
+	pages = len / RUSTMIG_STREAM_PAGE_SIZE;
+	ASSERT_GT(pages, 200);
+	for (off = 0; off < len / 8; off++) {
+		WRITE_ONCE(src[off], pattern(off));
+		WRITE_ONCE(dst[off], 0);
+	}
+
+	ASSERT_EQ(0, set_state(fd, VFIO_DEVICE_STATE_PRE_COPY, &save_fd));
+	ASSERT_EQ(0, keep_reading(save_fd, &k, false));
+	ksft_print_msg("initial pass: %zu bytes\n", k.len);
+	/* The header and the whole memory, while the device runs. */
+	ASSERT_GT(k.len, len);
+	ASSERT_EQ(RUSTMIG_STREAM_VERSION_MAJOR_PRECOPY,
+		  rustmig_get16(k.buf + offsetof(struct rustmig_stream_header, version_major)));
+	ASSERT_EQ(0, precopy_info(save_fd, &info));
+	ASSERT_EQ(0, info.initial_bytes);
+	ASSERT_EQ(0, info.dirty_bytes);
+
+	for (i = 0; i < 3; i++)
+		WRITE_ONCE(src[by_mmap[i] * (RUSTMIG_STREAM_PAGE_SIZE / 8) + 1], 0xdead0000 + i);
+	for (i = 0; i < 2; i++) {
+		v = 0xbeef0000 + i;
+		ASSERT_EQ(8, pwrite(fd, &v, 8, self->device->bars[bar].info.offset +
+				    by_write[i] * RUSTMIG_STREAM_PAGE_SIZE + 16));
+	}
+	ASSERT_EQ(0, precopy_info(save_fd, &info));
+	ASSERT_EQ(0, info.initial_bytes);
+	ASSERT_EQ(5 * PAGE_RECORD, info.dirty_bytes);
+
+	at = k.len;
+	ASSERT_EQ(0, keep_reading(save_fd, &k, false));
+	ASSERT_EQ(5 * PAGE_RECORD, k.len - at);
+	for (off = at; rustmig_record_at(k.buf, k.len, off, &rec); off += rustmig_rec_size(&rec)) {
+		__u64 page_off = rustmig_get64(k.buf + off + sizeof(struct rustmig_record_header));
+		size_t page = page_off / RUSTMIG_STREAM_PAGE_SIZE;
+		bool want = false;
+
+		ASSERT_TRUE(rec.crc_ok);
+		ASSERT_EQ(8 + RUSTMIG_STREAM_PAGE_SIZE, rec.len);
+		ASSERT_EQ(0, page_off % RUSTMIG_STREAM_PAGE_SIZE);
+		for (i = 0; i < 3; i++)
+			want |= page == by_mmap[i];
+		for (i = 0; i < 2; i++)
+			want |= page == by_write[i];
+		ASSERT_TRUE(want) TH_LOG("page %zu was not written", page);
+		ASSERT_EQ(0, memcmp(k.buf + off + sizeof(struct rustmig_record_header) + 8,
+				    (char *)src + page_off, RUSTMIG_STREAM_PAGE_SIZE));
+		found++;
+	}
+	ASSERT_EQ(5, found);
+	ASSERT_EQ(0, precopy_info(save_fd, &info));
+	ASSERT_EQ(0, info.dirty_bytes);
+
+	/*
+	 * The race: passes read while a writer keeps writing (at most 256 KiB at a
+	 * time: a writer faster than the reader never lets a pass end).
+	 */
+	w.mem = src;
+	w.pages = pages;
+	w.fd = fd;
+	w.region = self->device->bars[bar].info.offset;
+	ASSERT_EQ(0, pthread_create(&thread, NULL, page_writer, &w));
+	for (i = 0; i < 20; i++) {
+		ASSERT_EQ(0, keep_reading_most(save_fd, &k, false, 256 << 10));
+		usleep(2000);
+	}
+	w.stop = true;
+	ASSERT_EQ(0, pthread_join(thread, NULL));
+	ASSERT_GT(w.writes, 0);
+	ASSERT_EQ(0, set_state(fd, VFIO_DEVICE_STATE_STOP_COPY, &none_fd));
+	ASSERT_EQ(-1, none_fd);
+	ASSERT_EQ(0, keep_reading(save_fd, &k, true));
+	close(save_fd);
+
+	ASSERT_EQ(0, set_state(peer->fd, VFIO_DEVICE_STATE_RESUMING, &load_fd));
+	for (off = 0; off < k.len; off += 65533) {
+		size_t n = k.len - off < 65533 ? k.len - off : 65533;
+
+		ASSERT_EQ((ssize_t)n, write(load_fd, k.buf + off, n))
+			TH_LOG("write at %zu: %s", off, strerror(errno));
+	}
+	ASSERT_EQ(0, set_state(peer->fd, VFIO_DEVICE_STATE_STOP, NULL));
+	close(load_fd);
+	ASSERT_EQ(0, set_state(peer->fd, VFIO_DEVICE_STATE_RUNNING, NULL));
+	ASSERT_EQ(0, set_state(fd, VFIO_DEVICE_STATE_RUNNING, NULL));
+	for (off = 0; off < len / 8 && READ_ONCE(dst[off]) == READ_ONCE(src[off]); off++)
+		;
+	ASSERT_EQ(len / 8, off) TH_LOG("the peer differs at BAR%d offset %zu", bar, off * 8);
+	ksft_print_msg("pre-copy %s -> %s: %lu writes during the passes, stream %zu bytes, bit-exact\n",
+		       device_bdf, peer_bdf, w.writes, k.len);
+
+	free(k.buf);
+	vfio_pci_device_cleanup(peer);
+	iommu_cleanup(peer_iommu);
+}
+
 /*
  * edu's DMA command register is saved but not restored (edu accepts only a
  * write that starts a transfer: Documentation, Limitations), so it keeps what
