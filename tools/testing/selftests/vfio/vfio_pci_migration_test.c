@@ -1547,7 +1547,7 @@ struct page_writer {
 	size_t pages;
 	int fd;
 	__u64 region;
-	volatile bool stop;
+	bool stop;
 	unsigned long writes;
 };
 
@@ -1558,7 +1558,7 @@ static void *page_writer(void *arg)
 	unsigned int seed = 7;
 	__u64 v;
 
-	while (!w->stop) {
+	while (!READ_ONCE(w->stop)) {
 		size_t page = rand_r(&seed) % w->pages;
 		size_t word = rand_r(&seed) % (RUSTMIG_STREAM_PAGE_SIZE / 8);
 
@@ -1673,7 +1673,7 @@ TEST_F_TIMEOUT(migration, precopy_resends_exactly_the_pages_written, 600)
 		ASSERT_EQ(0, keep_reading_most(save_fd, &k, false, 256 << 10));
 		usleep(2000);
 	}
-	w.stop = true;
+	WRITE_ONCE(w.stop, true);
 	ASSERT_EQ(0, pthread_join(thread, NULL));
 	ASSERT_GT(w.writes, 0);
 	ASSERT_EQ(0, set_state(fd, VFIO_DEVICE_STATE_STOP_COPY, &none_fd));
@@ -1695,8 +1695,8 @@ TEST_F_TIMEOUT(migration, precopy_resends_exactly_the_pages_written, 600)
 	for (off = 0; off < len / 8 && READ_ONCE(dst[off]) == READ_ONCE(src[off]); off++)
 		;
 	ASSERT_EQ(len / 8, off) TH_LOG("the peer differs at BAR%d offset %zu", bar, off * 8);
-	ksft_print_msg("pre-copy %s -> %s: %lu writes during the passes, stream %zu bytes, bit-exact\n",
-		       device_bdf, peer_bdf, w.writes, k.len);
+	ksft_print_msg("pre-copy %s -> %s: %lu writes during the passes, stream %zu bytes, %s\n",
+		       device_bdf, peer_bdf, w.writes, k.len, "bit-exact");
 
 	free(k.buf);
 	vfio_pci_device_cleanup(peer);
