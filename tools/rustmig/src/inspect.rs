@@ -23,9 +23,8 @@ use kernel::error::{code::*, Error};
 use crate::descriptor::backend_name;
 use crate::stream::{
     le16, le32, section_data, Event, Header, Parser, CHUNK, FLAG_MANDATORY, HEADER_CRC_OFFSET,
-    HEADER_LEN, MAGIC, MAX_HEADER_LEN, MAX_RECORD, MAX_SECTIONS, RECORD_HEADER_LEN, TAG_END,
-    VERSION_MAJOR,
-    VERSION_MAJOR_PRECOPY,
+    HEADER_LEN, MAGIC, MAX_HEADER_LEN, MAX_RECORD, MAX_SECTIONS, PAGE, RECORD_HEADER_LEN, TAG_END,
+    VERSION_MAJOR, VERSION_MAJOR_PRECOPY,
 };
 use crate::uapi;
 
@@ -173,11 +172,72 @@ struct Sections {
     next_offset: u64,
     /// The current section's last record was short: it was the section's last.
     last_short: bool,
-    /// The section bytes so far.
+    /// The section bytes so far (version 2.0: of the pages seen at least once).
     state: u64,
+    /// A version 2.0 stream: records of whole pages, in any order, the last one winning.
+    v2: bool,
+    /// Version 2.0: how many times each page of each section came, and its length.
+    pages: std::collections::BTreeMap<(u32, u64), (u32, usize)>,
+    /// Version 2.0: where each section ends, once a record shorter than whole pages said so.
+    ends: std::collections::BTreeMap<u32, u64>,
 }
 
 impl Sections {
+    /// Version 2.0: the most times a page came (the passes over it), and the pages that came
+    /// more than once.
+    fn passes(&self) -> (u32, u64) {
+        let most = self.pages.values().map(|&(n, _)| n).max().unwrap_or(0);
+        let again = self.pages.values().filter(|&&(n, _)| n > 1).count() as u64;
+        (most, again)
+    }
+
+    fn record_v2(
+        &mut self,
+        tag: u32,
+        offset: u64,
+        data: usize,
+        backend: Option<&Backend>,
+    ) -> Result<(), String> {
+        if let Some(b) = backend {
+            if !b.sections.iter().any(|&(t, _)| t == tag) {
+                return Err(format!(
+                    "section {tag} is not a section of the {} backend",
+                    b.name
+                ));
+            }
+        }
+        if offset % PAGE as u64 != 0 {
+            return Err(format!(
+                "section {tag} record at section offset {offset}, not a multiple of {PAGE}"
+            ));
+        }
+        let end = offset + data as u64;
+        if let Some(&e) = self.ends.get(&tag) {
+            if end > e || (data % PAGE != 0 && end != e) {
+                return Err(format!(
+                    "section {tag} record up to {end}, but the section ends at {e}"
+                ));
+            }
+        } else if data % PAGE != 0 {
+            self.ends.insert(tag, end);
+        }
+        if !self.order.contains(&tag) {
+            self.order.push(tag);
+        }
+        for k in 0..data.div_ceil(PAGE) {
+            let len = (data - k * PAGE).min(PAGE);
+            let e = self
+                .pages
+                .entry((tag, offset / PAGE as u64 + k as u64))
+                .or_insert((0, len));
+            if e.0 == 0 {
+                self.state += len as u64;
+            }
+            e.0 += 1;
+        }
+        Ok(())
+    }
+
     fn record(
         &mut self,
         tag: u32,
@@ -187,6 +247,9 @@ impl Sections {
     ) -> Result<(), String> {
         if data == 0 {
             return Err("a section record without data".into());
+        }
+        if self.v2 {
+            return self.record_v2(tag, offset, data, backend);
         }
         if self.order.last() == Some(&tag) {
             if self.last_short {
@@ -240,6 +303,26 @@ impl Sections {
     }
 
     fn end(&self, state_size: u64, backend: Option<&Backend>) -> Result<(), String> {
+        if self.v2 {
+            if let Some(b) = backend {
+                if let Some((tag, name)) = b.sections.iter().find(|(t, _)| !self.order.contains(t))
+                {
+                    return Err(format!(
+                        "the stream ends without the {} backend's section {tag} ({name})",
+                        b.name
+                    ));
+                }
+            }
+            // Every page once: a missing page leaves the sections short of the state size.
+            if self.state != state_size {
+                return Err(format!(
+                    "the pages that came hold {} bytes, the header's state_size is {state_size}: \
+                     a page never came",
+                    self.state
+                ));
+            }
+            return Ok(());
+        }
         if self.state != state_size {
             return Err(format!(
                 "the sections hold {} bytes, the header's state_size is {state_size}",
@@ -374,6 +457,13 @@ impl<'o> Inspector<'o> {
         }
         writeln!(self.out, "  descriptor: {id}")?;
         self.backend = BACKENDS.iter().find(|b| b.name == name);
+        self.sections.v2 = h.major == VERSION_MAJOR_PRECOPY;
+        if self.sections.v2 {
+            writeln!(
+                self.out,
+                "  a pre-copy stream: pages in any order, the last one of a page winning"
+            )?;
+        }
         self.header = Some(*h);
         self.pos = h.header_len as u64;
         Ok(())
@@ -509,6 +599,12 @@ impl<'o> Inspector<'o> {
         if self.other_stats.records != 0 {
             lines.push(stats_line("other tags", &self.other_stats, false));
         }
+        if self.sections.v2 {
+            let (passes, again) = self.sections.passes();
+            lines.push(format!(
+                "pre-copy: {passes} pass(es) at most over a page, {again} page(s) sent again"
+            ));
+        }
         for l in lines {
             writeln!(self.out, "{l}")?;
         }
@@ -545,7 +641,11 @@ impl<'o> Inspector<'o> {
         if let Some(reason) = self.reason.take() {
             return (f.offset, what, reason);
         }
-        let stream_len = h.header_len as u64 + h.payload_len;
+        let stream_len = if h.major == VERSION_MAJOR_PRECOPY {
+            u64::MAX
+        } else {
+            h.header_len as u64 + h.payload_len
+        };
         let rec_end = f.offset + RECORD_HEADER_LEN as u64 + u64::from(f.len());
         let reason = if e == EBADMSG {
             format!("its crc {:#010x} does not match its bytes", f.crc())
@@ -565,7 +665,7 @@ impl<'o> Inspector<'o> {
                 "the record ends at {rec_end}, past the {stream_len} bytes of the stream that the \
                  header's payload_len makes"
             )
-        } else if f.tag() == TAG_END {
+        } else if f.tag() == TAG_END && stream_len != u64::MAX {
             format!(
                 "the end record ends at {rec_end}, before the {stream_len} bytes of the stream \
                  that the header's payload_len makes"
@@ -579,6 +679,9 @@ impl<'o> Inspector<'o> {
     /// Describes where an incomplete stream ends.
     fn incomplete(&self, total: u64) -> String {
         match self.header {
+            Some(h) if h.major == VERSION_MAJOR_PRECOPY => {
+                format!("incomplete: {total} bytes, and no end record")
+            }
             Some(h) => {
                 let len = h.header_len as u64 + h.payload_len;
                 let at = if total == self.pos {

@@ -942,7 +942,12 @@ mod tests {
         let mut v = KVec::new();
         v.extend_from_slice(&Header::encode_precopy(&ID), GFP_KERNEL)?;
         let mut payload = KVec::new();
-        for (tag, offset, len) in [(2, CHUNK as u64, PAGE), (1, 0, 8), (2, 0, PAGE), (2, 0, PAGE)] {
+        for (tag, offset, len) in [
+            (2, CHUNK as u64, PAGE),
+            (1, 0, 8),
+            (2, 0, PAGE),
+            (2, 0, PAGE),
+        ] {
             payload.clear();
             payload.extend_from_slice(&u64::to_le_bytes(offset), GFP_KERNEL)?;
             payload.resize(OFFSET_LEN + len, 0x5a, GFP_KERNEL)?;

@@ -213,11 +213,7 @@ impl<T: Driver> Drop for WriteTracker<T> {
     /// `memory_lock`. The fault handlers see the tracking inactive from then on; its marks are
     /// freed by the next tracking of the device, its close or its release.
     fn drop(&mut self) {
-        let _ = self
-            .dev
-            .bars
-            .active
-            .cmpxchg(self.generation, 0, Release);
+        let _ = self.dev.bars.active.cmpxchg(self.generation, 0, Release);
     }
 }
 

@@ -389,3 +389,52 @@ fn tag_names_come_from_the_uapi_header() {
     );
     assert_eq!(u64::from(TAG_COMMON), u64::from(uapi::RUSTMIG_TAG_COMMON));
 }
+
+/// A version 2.0 (pre-copy) stream of `C`'s identity from whole records, the end included.
+fn assemble_v2(records: &[Vec<u8>]) -> Vec<u8> {
+    let id = crate::descriptor::parse(C).unwrap().identity;
+    let mut v = Header::encode_precopy(&id).to_vec();
+    v.extend_from_slice(&records.concat());
+    v
+}
+
+#[test]
+fn a_pre_copy_stream_shows_its_passes() {
+    let mem = |o: u64, n: usize| record(2, FLAG_MANDATORY, &section(o, &vec![0x5a; n]));
+    let regs = record(1, FLAG_MANDATORY, &section(0, &[1; 8]));
+    let end = record(TAG_END, FLAG_MANDATORY, &[]);
+    // 200000 bytes: 48 whole pages and 3392 bytes; pages 3 and 7 again, page 3 a third time.
+    let mut recs: Vec<Vec<u8>> = (0..48).map(|p| mem(p * PAGE as u64, PAGE)).collect();
+    recs.push(mem(48 * PAGE as u64, 200_000 - 48 * PAGE));
+    recs.extend([
+        mem(3 * 4096, 4096),
+        mem(7 * 4096, 4096),
+        mem(3 * 4096, 4096),
+    ]);
+    recs.extend([regs.clone(), end.clone()]);
+    let (o, r) = run(&assemble_v2(&recs), 1000);
+    assert_eq!(o, Outcome::Complete, "{r}");
+    assert!(r.contains("  magic \"RMIG\" format 2.0 "), "{r}");
+    assert!(
+        r.contains("pre-copy: 3 pass(es) at most over a page, 2 page(s) sent again"),
+        "{r}"
+    );
+
+    // A page that never came.
+    let mut short = recs.clone();
+    short.remove(10);
+    let (o, r) = run(&assemble_v2(&short), 1000);
+    assert_eq!(o, Outcome::Refused(EINVAL), "{r}");
+    assert!(r.contains("a page never came"), "{r}");
+    // A record not at a page boundary.
+    let mut odd = recs.clone();
+    odd.insert(1, mem(100, 4096));
+    let (o, r) = run(&assemble_v2(&odd), 1000);
+    assert_eq!(o, Outcome::Refused(EINVAL), "{r}");
+    assert!(r.contains("not a multiple of 4096"), "{r}");
+    // Cut short: no end record.
+    let cut = assemble_v2(&recs[..20]);
+    let (o, r) = run(&cut, 1000);
+    assert_eq!(o, Outcome::Incomplete, "{r}");
+    assert!(last_line(&r).contains("and no end record"), "{r}");
+}
