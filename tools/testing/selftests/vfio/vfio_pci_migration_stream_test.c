@@ -585,7 +585,9 @@ static const struct header_case {
 	{ "magic 0", HOFF(magic), 4, H_SET, 0, true, OUT_EINVAL, true },
 	{ "magic + 1", HOFF(magic), 4, H_ADD, 1, true, OUT_EINVAL, true },
 	{ "version_major 0", HOFF(version_major), 2, H_SET, 0, true, OUT_EPROTONOSUPPORT, true },
-	{ "version_major 2", HOFF(version_major), 2, H_SET, 2, true, OUT_EPROTONOSUPPORT, true },
+	/* 2.0 (pre-copy) has no length: a 1.0 header relabelled 2.0 keeps one. */
+	{ "version_major 2", HOFF(version_major), 2, H_SET, 2, true, OUT_EINVAL, true },
+	{ "version_major 3", HOFF(version_major), 2, H_SET, 3, true, OUT_EPROTONOSUPPORT, true },
 	{ "version_major 0xffff", HOFF(version_major), 2, H_SET, 0xffff, true,
 	  OUT_EPROTONOSUPPORT, true },
 	{ "version_minor + 1", HOFF(version_minor), 2, H_ADD, 1, true, OUT_ACCEPTED, false },
