@@ -105,11 +105,11 @@ struct Live {
     left: usize,
     /// The device stopped and the last pass was taken: the live section is final.
     last: bool,
-    /// The section of the other sections being built, and where in it.
-    rest: usize,
-    rest_offset: u64,
-    /// The end record was built.
-    end: bool,
+    /// The other sections and the end record, built once the device stopped, and the bytes of
+    /// them built so far.
+    rest: Layout,
+    rest_cursor: Cursor,
+    rest_done: u64,
 }
 
 impl Saver {
@@ -123,6 +123,10 @@ impl Saver {
                 let idx = data.layout.find(tag).ok_or(EINVAL)?;
                 let tracker = dev.track_writes(bar)?;
                 let pages = BitmapVec::new(tracker.pages(), GFP_KERNEL)?;
+                let rest = data.layout.without(tag);
+                // Its header is the live stream's own.
+                let mut rest_cursor = Cursor::default();
+                rest_cursor.next_unit(&rest);
                 Some(Live {
                     tracker,
                     section: data.layout.sections()[idx],
@@ -132,9 +136,9 @@ impl Saver {
                     page: 0,
                     left: 0,
                     last: false,
-                    rest: 0,
-                    rest_offset: 0,
-                    end: false,
+                    rest,
+                    rest_cursor,
+                    rest_done: 0,
                 })
             }
             _ => None,
@@ -183,18 +187,7 @@ fn build_end(u: &mut KVec<u8>) -> Result {
 }
 
 impl Live {
-    /// The sections other than the live one, from `rest` on.
-    fn rest<'a>(&self, layout: &'a Layout) -> impl Iterator<Item = (usize, &'a Section)> {
-        let live = self.section.tag;
-        layout
-            .sections()
-            .iter()
-            .enumerate()
-            .skip(self.rest)
-            .filter(move |(_, s)| s.tag != live)
-    }
-
-    fn pending(&self, layout: &Layout, stop_copy: bool) -> Pending {
+    fn pending(&self, stop_copy: bool) -> Pending {
         let chunk = CHUNK as u64;
         let mut initial = if self.header { 0 } else { HEADER_LEN as u64 };
         let left = self.section.len - self.initial;
@@ -202,13 +195,8 @@ impl Live {
         // CAST: Page counts fit a `u64`.
         let pages = (self.left + if self.last { 0 } else { self.tracker.count() }) as u64;
         let mut dirty = pages * record_len(PAGE);
-        if stop_copy && !self.end {
-            for (i, s) in self.rest(layout) {
-                let from = if i == self.rest { self.rest_offset } else { 0 };
-                let bytes = s.len - from;
-                dirty += bytes + bytes.div_ceil(chunk) * record_len(0);
-            }
-            dirty += record_len(0) - OFFSET_LEN as u64;
+        if stop_copy {
+            dirty += self.rest.payload_len() - self.rest_done;
         }
         Pending { initial, dirty }
     }
@@ -220,10 +208,9 @@ impl Live {
         stop_copy: bool,
         u: &mut KVec<u8>,
     ) -> Result<Option<Part>> {
-        let data = dev.data();
         let tag = self.section.tag;
         if !self.header {
-            u.extend_from_slice(&Header::encode_precopy(&data.identity), GFP_KERNEL)?;
+            u.extend_from_slice(&Header::encode_precopy(&dev.data().identity), GFP_KERNEL)?;
             self.header = true;
             return Ok(Some(Part::Initial));
         }
@@ -236,9 +223,7 @@ impl Live {
         }
         loop {
             if self.left > 0 {
-                let page = written_pages(&self.pages)
-                    .find(|&p| p >= self.page)
-                    .ok_or(EIO)?;
+                let page = written_pages(&self.pages, self.page).next().ok_or(EIO)?;
                 let offset = (page * PAGE) as u64;
                 // CAST: At most `PAGE`.
                 let len = (self.section.len - offset).min(PAGE as u64) as usize;
@@ -254,32 +239,24 @@ impl Live {
             // BARs fenced), the last.
             self.tracker.take(&mut self.pages)?;
             self.page = 0;
-            self.left = written_pages(&self.pages).count();
+            self.left = written_pages(&self.pages, 0).count();
             self.last = stop_copy;
             if self.left == 0 && !stop_copy {
                 return Ok(None);
             }
         }
-        if let Some((i, sec)) = self.rest(&data.layout).next() {
-            let offset = if i == self.rest { self.rest_offset } else { 0 };
-            // CAST: At most `CHUNK`.
-            let len = (sec.len - offset).min(CHUNK as u64) as usize;
-            build_record(dev, s, u, sec.tag, offset, len)?;
-            let next = offset + len as u64;
-            if next == sec.len {
-                self.rest = i + 1;
-                self.rest_offset = 0;
-            } else {
-                self.rest = i;
-                self.rest_offset = next;
-            }
-            return Ok(Some(Part::Dirty));
+        // The other sections and the end, as a version 1.0 stream has them; the cursor moves on
+        // only once the unit is built.
+        let mut c = self.rest_cursor;
+        match c.next_unit(&self.rest) {
+            Some(Unit::Record { tag, offset, len }) => build_record(dev, s, u, tag, offset, len)?,
+            Some(Unit::End) => build_end(u)?,
+            Some(Unit::Header) => return Err(EIO),
+            None => return Ok(None),
         }
-        if self.end {
-            return Ok(None);
-        }
-        build_end(u)?;
-        self.end = true;
+        self.rest_cursor = c;
+        // CAST: A unit is in memory.
+        self.rest_done += u.len() as u64;
         Ok(Some(Part::Dirty))
     }
 }
@@ -298,7 +275,7 @@ impl migration::Saver<RustMig> for Saver {
                 };
                 Pending { initial, dirty: 0 }
             }
-            Mode::Live(l) => l.pending(layout, stop_copy),
+            Mode::Live(l) => l.pending(stop_copy),
         }
     }
 
@@ -448,7 +425,7 @@ impl migration::Loader<RustMig> for Loader {
                 } else {
                     covered
                         .iter()
-                        .all(|pages| written_pages(pages).count() == pages.len())
+                        .all(|pages| written_pages(pages, 0).count() == pages.len())
                 };
                 if !complete {
                     if data.refusals.allow(dev) {

@@ -410,6 +410,20 @@ impl Layout {
         Ok(l)
     }
 
+    /// Returns the layout of the sections other than `tag`'s, which may be none: a stream of it
+    /// is a header, their records and the end record.
+    pub(crate) fn without(&self, tag: u32) -> Layout {
+        let mut l = Layout {
+            sections: [Section { tag: 0, len: 0 }; MAX_SECTIONS],
+            count: 0,
+        };
+        for s in self.sections().iter().filter(|s| s.tag != tag) {
+            l.sections[l.count] = *s;
+            l.count += 1;
+        }
+        l
+    }
+
     /// Returns the sections.
     pub(crate) fn sections(&self) -> &[Section] {
         &self.sections[..self.count]

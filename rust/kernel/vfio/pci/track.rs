@@ -217,8 +217,9 @@ impl<T: Driver> Drop for WriteTracker<T> {
     }
 }
 
-/// Returns the pages marked in `pages`, a bitmap of [`WriteTracker::take`], in order.
-pub fn written_pages(pages: &Bitmap) -> impl Iterator<Item = usize> + '_ {
+/// Returns the pages marked in `pages`, a bitmap of [`WriteTracker::take`], in order from page
+/// `from` on.
+pub fn written_pages(pages: &Bitmap, from: usize) -> impl Iterator<Item = usize> + '_ {
     let next = |start: usize| {
         if start < pages.len() {
             pages.next_bit(start)
@@ -226,12 +227,12 @@ pub fn written_pages(pages: &Bitmap) -> impl Iterator<Item = usize> + '_ {
             None
         }
     };
-    core::iter::successors(next(0), move |&i| next(i + 1))
+    core::iter::successors(next(from), move |&i| next(i + 1))
 }
 
 /// Returns the number of pages marked in `pages`.
 fn count(pages: &Bitmap) -> usize {
-    written_pages(pages).count()
+    written_pages(pages, 0).count()
 }
 
 /// Clears every bit of `bits`.
