@@ -8,7 +8,7 @@
 A=$RUSTMIG_BDF_A B=$RUSTMIG_BDF_B C=$RUSTMIG_BDF_C D=$RUSTMIG_BDF_D EDU=$RUSTMIG_BDF_EDU
 T=$RUSTMIG_TESTS
 load_rustmig || exit 1
-for bdf in "$A" "$B" "$C" "$D" "$RUSTMIG_BDF_E" "$RUSTMIG_BDF_F" "$EDU" "$RUSTMIG_BDF_EDU2"; do
+for bdf in "$A" "$B" "$C" "$D" "$RUSTMIG_BDF_E" "$RUSTMIG_BDF_F" "$RUSTMIG_BDF_G" "$RUSTMIG_BDF_H" "$EDU" "$RUSTMIG_BDF_EDU2"; do
 	pci_bind "$bdf" "$RUSTMIG_DRV" || exit 1
 done
 export VFIO_MIGRATION_TEST_FLAGS=7 VFIO_MIGRATION_TEST_STREAM=rustmig

@@ -6,7 +6,7 @@
 . "$RUSTMIG_REPO/mk/guest-lib.sh"
 
 A=$RUSTMIG_BDF_A B=$RUSTMIG_BDF_B EDU=$RUSTMIG_BDF_EDU C=$RUSTMIG_BDF_C D=$RUSTMIG_BDF_D
-EDU2=$RUSTMIG_BDF_EDU2 E=$RUSTMIG_BDF_E F=$RUSTMIG_BDF_F
+EDU2=$RUSTMIG_BDF_EDU2 E=$RUSTMIG_BDF_E F=$RUSTMIG_BDF_F G=$RUSTMIG_BDF_G H=$RUSTMIG_BDF_H
 T=$RUSTMIG_TESTS
 
 # run_test NAME CMD...: a kselftest program, its TAP kept and echoed.
@@ -100,7 +100,7 @@ run_test vfio-pci.vfio_dma_mapping_test "$T/vfio_dma_mapping_test" "$B"
 run_test vfio-pci.vfio_iommufd_setup_test "$T/vfio_iommufd_setup_test" "$B"
 tap_check "ivshmem B unbinds from vfio-pci" pci_unbind "$B"
 
-for bdf in "$A" "$B" "$C" "$D" "$E" "$F" "$EDU" "$EDU2"; do
+for bdf in "$A" "$B" "$C" "$D" "$E" "$F" "$G" "$H" "$EDU" "$EDU2"; do
 	tap_check "$bdf ($(pci_id "$bdf")) binds to rustmig through driver_override" \
 		pci_bind "$bdf" "$RUSTMIG_DRV"
 	tap_check "$bdf has a vfio cdev" vfio_cdev "$bdf"

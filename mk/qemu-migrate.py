@@ -9,17 +9,21 @@
 #
 # Usage: qemu-migrate.py RESULTS_DIR [CASE...]
 #
-# CASE: plain, precopy, cancel, p2p, refused (all by default).
+# CASE: plain, precopy, cancel, p2p, refused, writer (all by default), and
+# writer-big and writer-cost (make bench).
 #
-# Environment: RUSTMIG_BDF_NAME for each device NAME of mk/devices (C, D, E,
-# F, EDU and EDU2 are used, bound to rustmig) and RUSTMIG_OUT (its
-# ivshmem-{c,d,e,f} are the backing files of C, D, E, F).
+# Environment: RUSTMIG_BDF_NAME for each device NAME of mk/devices (A to H,
+# EDU and EDU2 are used, bound to rustmig), RUSTMIG_OUT (its ivshmem-NAME are
+# the backing files of the ivshmem devices), RUSTMIG_TESTS (the guest program
+# rustmig_bar_writer.bin) and RUSTMIG_OBJ (rustmig's module, loaded again for
+# the writer cases' stop-and-copy half).
 # Writes RESULTS_DIR/qemu-migration.tap and prints the report table.
 
 import json
 import os
 import re
 import socket
+import struct
 import subprocess
 import sys
 import time
@@ -34,6 +38,9 @@ TAP = os.path.join(RESULTS, "qemu-migration.tap")
 RUN = "/tmp/qemu-migrate"
 QEMU = "qemu-system-x86_64"
 MIB = 1 << 20
+PAGE = 4096
+WRITER = os.path.join(os.environ.get("RUSTMIG_TESTS", ""), "rustmig_bar_writer.bin")
+KO = os.path.join(os.environ.get("RUSTMIG_OBJ", ""), "drivers/vfio/pci/rustmig/rustmig_vfio_pci.ko")
 # edu's id, liveness, factorial, status and irq status registers, and the low
 # halves of its DMA source, destination and count.
 EDU_REGS = (0x00, 0x04, 0x08, 0x20, 0x24, 0x80, 0x88, 0x90)
@@ -49,6 +56,7 @@ os.makedirs(RUN, exist_ok=True)
 tap_n = 0
 tap_failed = 0
 rows = []
+ratios = []
 
 
 def tap(ok, name, *detail):
@@ -104,7 +112,7 @@ class Qmp:
 class Vm:
     """A small guest (no OS: its firmware idles) with devices passed through."""
 
-    def __init__(self, name, bdfs, incoming=False):
+    def __init__(self, name, bdfs, incoming=False, boot=None, paused=False):
         self.name = name
         self.log = os.path.join(RUN, name + ".log")
         # The trace goes to a file of its own: in the log it would also reach the output of
@@ -123,6 +131,14 @@ class Vm:
             # The same guest address on both sides: QEMU matches device state by it.
             args += ["-device", "vfio-pci,host=%s,enable-migration=on,id=dev%d,addr=0x%x"
                      % (bdf, i, 4 + i)]
+        if boot:
+            # The guest program's disk: read once by the firmware, never written. Without
+            # drop-cache, a destination's block layer calls fadvise(), which the test
+            # kernel lacks (no CONFIG_ADVISE_SYSCALLS), when it starts.
+            args += ["-drive", "file=%s,format=raw,if=ide,file.locking=off,file.drop-cache=off"
+                     % boot]
+        if paused:
+            args += ["-S"]
         if incoming:
             args += ["-incoming", "defer"]
         self.proc = subprocess.Popen(args, stdout=open(self.log, "w"), stderr=subprocess.STDOUT)
@@ -235,9 +251,9 @@ def migrate(src, dst, port, caps=(), params=None, cancel_after=None):
         time.sleep(0.2)
 
 
-def report(case, info, device_bytes):
+def report(case, info, device_bytes, split=("-", "-")):
     rows.append((case, info.get("status", "?"), info.get("total-time", "-"),
-                 info.get("downtime", "-"), device_bytes))
+                 info.get("downtime", "-"), device_bytes) + tuple(split))
 
 
 def vfio_bytes(info):
@@ -391,19 +407,230 @@ def cancelled(vms):
     tap(src.read_bar("dev0", 2) == pattern, "cancel: C's memory is intact")
 
 
+def writer_disk(name, pages, stride):
+    """The disk of a guest that keeps writing a counter into every @stride-th page of the
+    first @pages pages of dev0's BAR2 (tools/testing/selftests/vfio/rustmig_bar_writer.S)."""
+    with open(WRITER, "rb") as f:
+        sector = bytearray(f.read())
+    # dev0 sits in guest slot 4 (Vm), its BAR2 at configuration offset 0x18.
+    struct.pack_into("<III", sector, 0x1f0, 0x80000000 | 4 << 11 | 0x18, stride * PAGE,
+                     (pages - 1) // stride + 1)
+    path = os.path.join(RUN, name + ".img")
+    with open(path, "wb") as f:
+        f.write(sector)
+        # SeaBIOS cannot read a disk of one sector ("could not read the boot disk").
+        f.truncate(MIB)
+    return path
+
+
+def counter(letter):
+    """The counter the writer stored last into ivshmem @letter's first page."""
+    with open(os.path.join(OUT, "ivshmem-" + letter), "rb") as f:
+        return struct.unpack("<I", f.read(4))[0]
+
+
+def wait_counter(letter, above, what, timeout=120):
+    """Waits for the counter in ivshmem @letter to pass @above; returns it."""
+    deadline = time.time() + timeout
+    while True:
+        c = counter(letter)
+        if c > above:
+            return c
+        if time.time() > deadline:
+            raise RuntimeError("%s: the counter in ivshmem-%s stayed at %d, below %d"
+                               % (what, letter, c, above + 1))
+        time.sleep(0.2)
+
+
+def fill_random(letter):
+    """Fills ivshmem @letter with random bytes but a zero counter; returns its size."""
+    path = os.path.join(OUT, "ivshmem-" + letter)
+    size = os.path.getsize(path)
+    with open(path, "r+b") as f:
+        for _ in range(size // MIB):
+            f.write(os.urandom(MIB))
+        f.seek(0)
+        f.write(bytes(4))
+    return size
+
+
+def differing_pages(a, b):
+    """The backing files of ivshmem @a and @b: their sizes and the pages that differ."""
+    with open(os.path.join(OUT, "ivshmem-" + a), "rb") as fa, \
+            open(os.path.join(OUT, "ivshmem-" + b), "rb") as fb:
+        da, db = fa.read(), fb.read()
+    if da == db:
+        return []
+    if len(da) != len(db):
+        return ["sizes %d and %d" % (len(da), len(db))]
+    return [p for p in range(len(da) // PAGE) if da[p * PAGE:(p + 1) * PAGE] != db[p * PAGE:(p + 1) * PAGE]]
+
+
+def vfio_split(vm):
+    """The device bytes @vm (a source) read before and after it set STOP_COPY, from its trace."""
+    pre = stop = 0
+    stopped = False
+    for line in vm.traced().splitlines():
+        m = re.search(r"vfio_migration_set_state\b.*new state (\w+)", line)
+        if m and m.group(1) == "STOP_COPY":
+            stopped = True
+        m = re.search(r"vfio_save_block\b.*data_size (\d+)", line)
+        if m:
+            if stopped:
+                stop += int(m.group(1))
+            else:
+                pre += int(m.group(1))
+    return pre, stop
+
+
+def reload_rustmig(live):
+    """Loads rustmig again with live_precopy=@live: the devices it drove bind again through
+    their driver_override."""
+    def driver(bdf):
+        return os.path.basename(os.path.realpath("/sys/bus/pci/devices/%s/driver" % bdf))
+    bound = [b for b in BDF.values() if b and driver(b) == "rustmig_vfio_pci"]
+    for cmd in (["rmmod", "rustmig_vfio_pci"], ["insmod", KO, "live_precopy=%d" % live]):
+        r = subprocess.run(cmd, capture_output=True, text=True)
+        if r.returncode:
+            raise RuntimeError("%s: exit %d: %s" % (" ".join(cmd), r.returncode, r.stderr))
+    lost = [b for b in bound if driver(b) != "rustmig_vfio_pci"]
+    if lost:
+        raise RuntimeError("live_precopy=%d: %s did not bind again" % (live, lost))
+
+
+def writer_migration(vms, label, pair, live, port, stride=100):
+    """Migrates a guest that keeps writing every @stride-th page of ivshmem @pair[0]'s
+    memory to ivshmem @pair[1], with rustmig's memory moving in PRE_COPY (@live) or all
+    in STOP_COPY; the destination must then hold the source's final memory and its guest
+    must go on counting. Returns the downtime."""
+    s, d = pair
+    mode = "PRE_COPY" if live else "stop-and-copy"
+    name = "%s, %s" % (label, mode)
+    size = fill_random(s)
+    fill_random(d)
+    pages = size // PAGE
+    disk = writer_disk("writer-" + s, pages, stride)
+    src = Vm("writer-%s-%s" % (s, int(live)), [BDF[s.upper()]], boot=disk)
+    vms.append(src)
+    first = wait_counter(s, 0, name + ": the guest writes")
+    dst = Vm("writer-%s-%s" % (d, int(live)), [BDF[d.upper()]], incoming=True, boot=disk,
+             paused=True)
+    vms.append(dst)
+    # QEMU switches over once what is left fits the downtime limit at the bandwidth it
+    # measured. While only dirty bits move it measures almost none, and a stop-and-copy
+    # source, whose memory is all left, would stay in pre-copy for ever: both modes get
+    # the same fixed bandwidth instead, so both switch over once the destination
+    # acknowledged the initial data.
+    info = migrate(src, dst, port, caps=("return-path", "switchover-ack"),
+                   params={"downtime-limit": 20000, "avail-switchover-bandwidth": 1 << 30})
+    pre, stop = vfio_split(src)
+    report("%s %s %s -> %s" % (label, mode, s.upper(), d.upper()), info, vfio_bytes(info),
+           (pre, stop))
+    tap(info["status"] == "completed", name + ": completed", json.dumps(info), dst.output())
+    tap(src.status() == "postmigrate" and dst.status() == "paused",
+        name + ": the source is left paused, the destination waits (-S)",
+        "source %s, destination %s" % (src.status(), dst.status()))
+    final = counter(s)
+    tap(final > first, name + ": the guest wrote during the migration",
+        "counter %d when it started, %d when the source stopped" % (first, final))
+    diff = differing_pages(s, d)
+    tap(not diff, name + ": ivshmem-%s holds ivshmem-%s's final memory, byte for byte" % (d, s),
+        "%d page(s) differ, the first: %s" % (len(diff), diff[:8]))
+    if live:
+        tap(pre > size > stop, name + ": the memory moved in pre-copy",
+            "bytes before STOP_COPY %d, after %d, memory %d" % (pre, stop, size))
+    else:
+        tap(stop > size > pre, name + ": the memory moved in STOP_COPY",
+            "bytes before STOP_COPY %d, after %d, memory %d" % (pre, stop, size))
+    dst.qmp.cmd("cont")
+    went_on = wait_counter(d, final, name + ": the guest goes on on the destination")
+    tap(dst.status() == "running", name + ": the guest counts on from %d on the destination"
+        % final, "counter %d" % went_on)
+    return info.get("downtime")
+
+
+def writers(vms, label, pair, port):
+    """The same writer migration with rustmig's memory moving in PRE_COPY and all in STOP_COPY,
+    and the ratio of their downtimes."""
+    down = writer_migration(vms, label, pair, True, port)
+    for vm in vms:
+        vm.quit()
+    del vms[:]
+    reload_rustmig(False)
+    try:
+        base = writer_migration(vms, label, pair, False, port + 1)
+    finally:
+        for vm in vms:
+            vm.quit()
+        del vms[:]
+        reload_rustmig(True)
+    if down and base:
+        ratios.append("%s: downtime with PRE_COPY %d ms, stop-and-copy %d ms: %.3fx"
+                      % (label, down, base, down / base))
+
+
+def writer(vms):
+    writers(vms, "64 MiB, ~1% written", ("g", "h"), 4447)
+
+
+def writer_big(vms):
+    writers(vms, "%d MiB, ~1%% written" % (os.path.getsize(os.path.join(OUT, "ivshmem-a")) // MIB),
+            ("a", "b"), 4449)
+
+
+def writer_cost(vms):
+    """The tracker's cost: the writes per second of a guest that writes every page of G,
+    untracked, then while QEMU's pre-copy passes track them (a downtime limit that the
+    migration never meets, cancelled after a while)."""
+    pages = fill_random("g") // PAGE
+    disk = writer_disk("writer-cost", pages, 1)
+    src = Vm("writer-cost-src", [BDF["G"]], boot=disk)
+    vms.append(src)
+    wait_counter("g", 0, "writer-cost: the guest writes")
+
+    def rate(seconds):
+        c0, t0 = counter("g"), time.time()
+        time.sleep(seconds)
+        c1, t1 = counter("g"), time.time()
+        return (c1 - c0) * pages / (t1 - t0)
+
+    off = rate(10)
+    dst = Vm("writer-cost-dst", [BDF["H"]], incoming=True, boot=disk, paused=True)
+    vms.append(dst)
+    for vm in (src, dst):
+        vm.qmp.cmd("migrate-set-capabilities",
+                   capabilities=[{"capability": "return-path", "state": True}])
+    src.qmp.cmd("migrate-set-parameters", **{"downtime-limit": 1})
+    dst.qmp.cmd("migrate-incoming", uri="tcp:127.0.0.1:4451")
+    src.qmp.cmd("migrate", uri="tcp:127.0.0.1:4451")
+    time.sleep(2)
+    on = rate(10)
+    st = src.qmp.cmd("query-migrate").get("status")
+    src.qmp.cmd("migrate_cancel")
+    tap(st == "active" and on > 0 and off > 0,
+        "writer-cost: the guest writes with and without tracking",
+        "untracked %.0f writes/s, tracked %.0f writes/s, migration %s" % (off, on, st))
+    ratios.append("tracker cost (a guest writing all %d pages): %.0f writes/s untracked, "
+                  "%.0f tracked in pre-copy: %.3fx" % (pages, off, on, on / off if off else 0))
+
+
 # P2P last but the edu case: the host then checks that C = D and E = F.
 CASES = (("plain", plain), ("precopy", precopy), ("cancel", cancelled),
-         ("p2p", p2p), ("refused", refused))
+         ("p2p", p2p), ("refused", refused), ("writer", writer))
+BENCH = (("writer-big", writer_big), ("writer-cost", writer_cost))
 wanted = sys.argv[2:] or [name for name, _ in CASES]
-for name, fn in CASES:
+for name, fn in CASES + BENCH:
     if name in wanted:
         print("== qemu migration: " + name, flush=True)
         run_case(name, fn)
 
 print("QEMU migration report (TCG inside the test VM):")
-print("  %-34s %-10s %12s %12s %14s" % ("migration", "status", "total ms", "downtime ms",
-                                          "device bytes"))
+print("  %-42s %-10s %9s %11s %12s %12s %12s" % (
+    "migration", "status", "total ms", "downtime ms", "device bytes", "pre-copy B",
+    "stop-copy B"))
 for r in rows:
-    print("  %-34s %-10s %12s %12s %14s" % r)
+    print("  %-42s %-10s %9s %11s %12s %12s %12s" % r)
+for r in ratios:
+    print("  " + r)
 with open(TAP, "a") as f:
     f.write("1..%d\n" % tap_n)

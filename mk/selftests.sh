@@ -17,4 +17,10 @@ for t in vfio_pci_migration_test vfio_pci_migration_stream_test vfio_pci_migrati
 	vfio_dma_mapping_test; do
 	[ -x "$out/$t" ] || { echo "selftests: $t was not built" >&2; exit 1; }
 done
+# The boot sector of mk/qemu-migrate.py's guest that writes a device's memory.
+as --32 -o "$obj/rustmig_bar_writer.o" "$src/tools/testing/selftests/vfio/rustmig_bar_writer.S"
+ld -m elf_i386 -Ttext 0x7c00 --oformat binary -o "$out/rustmig_bar_writer.bin" \
+	"$obj/rustmig_bar_writer.o"
+[ "$(stat -c %s "$out/rustmig_bar_writer.bin")" = 512 ] ||
+	{ echo "selftests: rustmig_bar_writer.bin is not one 512-byte sector" >&2; exit 1; }
 echo "selftests: built in $out"

@@ -435,4 +435,11 @@ kernel::module_vfio_pci_driver! {
     authors: ["The rustmig developers"],
     description: "Live-migratable vfio-pci variant driver",
     license: "GPL",
+    params: {
+        live_precopy: bool {
+            default: true,
+            description: "Move device memory while the device runs (PRE_COPY, stream format 2.0); \
+                          if false, all of it moves in STOP_COPY (format 1.0)",
+        },
+    },
 }

@@ -114,12 +114,12 @@ struct Live {
 
 impl Saver {
     /// Creates the saver of `dev`'s stream: a version 2.0 stream, whose live section is read
-    /// while the device runs, when the device enters PRE_COPY and its backend has a live
-    /// section; otherwise version 1.0.
+    /// while the device runs, when the device enters PRE_COPY, its backend has a live section
+    /// and the module parameter `live_precopy` is set; otherwise version 1.0.
     pub(crate) fn new(dev: &Device<RustMig>, stop_copy: bool) -> Result<Self> {
         let data = dev.data();
         let live = match data.backend.live_section() {
-            Some((tag, bar)) if !stop_copy => {
+            Some((tag, bar)) if !stop_copy && crate::module_parameters::live_precopy.value() => {
                 let idx = data.layout.find(tag).ok_or(EINVAL)?;
                 let tracker = dev.track_writes(bar)?;
                 let pages = BitmapVec::new(tracker.pages(), GFP_KERNEL)?;
