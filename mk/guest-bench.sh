@@ -19,4 +19,5 @@ echo "== bench: malformed streams"
 VFIO_MIGRATION_STREAMS=2000 "$T/vfio_pci_migration_stream_test" \
 	-t malformed_streams_are_refused "$EDU" | grep 'streams\|^not ok'
 echo "== bench: QEMU migrations"
-/usr/bin/python3 "$RUSTMIG_REPO/mk/qemu-migrate.py" "$RESULTS"
+/usr/bin/python3 "$RUSTMIG_REPO/mk/qemu-migrate.py" "$RESULTS" plain precopy cancel p2p refused writer \
+	writer-big writer-cost

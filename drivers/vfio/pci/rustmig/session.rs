@@ -37,7 +37,10 @@ use crate::{
     RustMig, //
 };
 use kernel::{
-    bitmap::BitmapVec,
+    bitmap::{
+        Bitmap,
+        BitmapVec, //
+    },
     prelude::*,
     sync::aref::ARef,
     vfio::{
@@ -165,18 +168,61 @@ fn build_record(
     offset: u64,
     len: usize,
 ) -> Result {
+    append_record(dev, &bars(dev, s)?, u, tag, offset, len)
+}
+
+/// Appends to `u` the record of `len` bytes at `offset` of section `tag`, read from the device
+/// through `bars`.
+fn append_record(
+    dev: &Device<RustMig>,
+    bars: &Bars<'_>,
+    u: &mut KVec<u8>,
+    tag: u32,
+    offset: u64,
+    len: usize,
+) -> Result {
     let data = dev.data();
+    let start = u.len();
     // CAST: At most `MAX_RECORD`.
     let rh = record_header(tag, FLAG_MANDATORY, (OFFSET_LEN + len) as u32);
     u.extend_from_slice(&rh, GFP_KERNEL)?;
     u.extend_from_slice(&offset.to_le_bytes(), GFP_KERNEL)?;
     let at = u.len();
     u.resize(at + len, 0, GFP_KERNEL)?;
-    let bars = bars(dev, s)?;
     data.backend
-        .save(&bars, &data.held, tag, offset, &mut u[at..])?;
-    seal_record(u);
+        .save(bars, &data.held, tag, offset, &mut u[at..])?;
+    seal_record(&mut u[start..]);
     Ok(())
+}
+
+/// The pages of a dirty unit: at most `CHUNK` bytes of memory.
+const UNIT_PAGES: usize = CHUNK / PAGE;
+
+/// Returns the next record of a dirty unit: the run of pages marked in `pages` from page `page`
+/// on, at most `room` and `left` pages long, as its first page and its page count.
+fn next_run(pages: &Bitmap, page: usize, room: usize, left: usize) -> Option<(usize, usize)> {
+    let first = written_pages(pages, page).next()?;
+    let end = pages.next_zero_bit(first).unwrap_or(pages.len());
+    Some((first, (end - first).min(room).min(left)))
+}
+
+/// Returns the bytes of the dirty units that carry the `left` pages marked in `pages` from
+/// page `page` on, of a section of `len` bytes: what [`Live::produce`] makes of them.
+fn dirty_len(pages: &Bitmap, mut page: usize, mut left: usize, len: u64) -> u64 {
+    let mut bytes = 0;
+    while left > 0 {
+        let mut room = UNIT_PAGES;
+        while left > 0 && room > 0 {
+            let Some((first, n)) = next_run(pages, page, room, left) else {
+                return bytes;
+            };
+            // CAST: Pages of the section, whose length is a `u64`; at most `CHUNK`.
+            let offset = (first * PAGE) as u64;
+            bytes += record_len((len - offset.min(len)).min((n * PAGE) as u64) as usize);
+            (page, left, room) = (first + n, left - n, room - n);
+        }
+    }
+    bytes
 }
 
 /// Appends the end record to `u`.
@@ -192,9 +238,15 @@ impl Live {
         let mut initial = if self.header { 0 } else { HEADER_LEN as u64 };
         let left = self.section.len - self.initial;
         initial += left + left.div_ceil(chunk) * record_len(0);
-        // CAST: Page counts fit a `u64`.
-        let pages = (self.left + if self.last { 0 } else { self.tracker.count() }) as u64;
-        let mut dirty = pages * record_len(PAGE);
+        let len = self.section.len;
+        // What is left of the pass being read, then the pages written since it was taken.
+        let mut dirty = dirty_len(&self.pages, self.page, self.left, len);
+        if !self.last {
+            dirty += self
+                .tracker
+                .peek(|marks| dirty_len(marks, 0, usize::MAX, len))
+                .unwrap_or(0);
+        }
         if stop_copy {
             dirty += self.rest.payload_len() - self.rest_done;
         }
@@ -223,13 +275,23 @@ impl Live {
         }
         loop {
             if self.left > 0 {
-                let page = written_pages(&self.pages, self.page).next().ok_or(EIO)?;
-                let offset = (page * PAGE) as u64;
-                // CAST: At most `PAGE`.
-                let len = (self.section.len - offset).min(PAGE as u64) as usize;
-                build_record(dev, s, u, tag, offset, len)?;
-                self.page = page + 1;
-                self.left -= 1;
+                // Up to `CHUNK` bytes of written pages, a record per run of them, read under
+                // one lock. The pass moves on only once the unit is built: a unit that fails
+                // is built again by the next read.
+                let bars = bars(dev, s)?;
+                let (mut page, mut left, mut room) = (self.page, self.left, UNIT_PAGES);
+                while left > 0 && room > 0 {
+                    let (first, n) = next_run(&self.pages, page, room, left).ok_or(EIO)?;
+                    // CAST: Pages of the section, whose length is a `u64`.
+                    let offset = (first * PAGE) as u64;
+                    // CAST: At most `CHUNK`.
+                    let len = (self.section.len - offset).min((n * PAGE) as u64) as usize;
+                    append_record(dev, &bars, u, tag, offset, len)?;
+                    page = first + n;
+                    left -= n;
+                    room -= n;
+                }
+                (self.page, self.left) = (page, left);
                 return Ok(Some(Part::Dirty));
             }
             if self.last {

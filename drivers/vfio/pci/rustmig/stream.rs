@@ -637,6 +637,14 @@ impl Parser {
                 // Bytes after the end record.
                 return Err(EINVAL);
             }
+            // A payload that arrives whole is checked and handed on where it is: a record's
+            // bytes are copied once less.
+            if self.phase == Phase::Payload && self.buf.is_empty() && data.len() >= self.need {
+                let (payload, rest) = data.split_at(self.need);
+                data = rest;
+                self.record_done(payload, sink)?;
+                continue;
+            }
             // `need` never exceeds the buffer's capacity: this does not allocate.
             let n = (self.need - self.buf.len()).min(data.len());
             self.buf.extend_from_slice(&data[..n], GFP_KERNEL)?;
@@ -673,13 +681,20 @@ impl Parser {
                 }
                 self.consume(RECORD_HEADER_LEN + len)?;
                 if len == 0 {
-                    self.record_done(sink)?;
+                    self.record_done(&[], sink)?;
                 } else {
                     self.phase = Phase::Payload;
                     self.need = len;
                 }
             }
-            Phase::Payload => self.record_done(sink)?,
+            Phase::Payload => {
+                // The buffer is lent out for the sink and given back, its allocation kept.
+                let buf = core::mem::replace(&mut self.buf, KVec::new());
+                let res = self.record_done(&buf, sink);
+                self.buf = buf;
+                self.buf.clear();
+                res?;
+            }
             Phase::Done | Phase::Failed(_) => return Err(EINVAL),
         }
         Ok(())
@@ -697,8 +712,14 @@ impl Parser {
     }
 
     /// Checks the complete record in `rec` and `buf` and hands it to `sink`.
-    fn record_done(&mut self, sink: &mut impl FnMut(Event<'_>) -> Result) -> Result {
-        if le32(&self.rec, RECORD_CRC_COVERS) != record_crc(&self.rec, &self.buf) {
+    /// Checks the record whose header is in `rec` and whose payload is `payload`, and hands
+    /// it to `sink`.
+    fn record_done(
+        &mut self,
+        payload: &[u8],
+        sink: &mut impl FnMut(Event<'_>) -> Result,
+    ) -> Result {
+        if le32(&self.rec, RECORD_CRC_COVERS) != record_crc(&self.rec, payload) {
             return Err(EBADMSG);
         }
         let tag = le32(&self.rec, rec!(tag));
@@ -713,9 +734,8 @@ impl Parser {
         sink(Event::Record {
             tag,
             mandatory: le32(&self.rec, rec!(flags)) & FLAG_MANDATORY != 0,
-            payload: &self.buf,
+            payload,
         })?;
-        self.buf.clear();
         self.record_header_next();
         Ok(())
     }

@@ -187,17 +187,25 @@ impl<T: Driver> WriteTracker<T> {
     /// Returns the number of pages written since the last [`WriteTracker::take`] (0 once the
     /// tracking stopped).
     pub fn count(&self) -> usize {
+        self.peek(count).unwrap_or(0)
+    }
+
+    /// Calls `f` with the marks of the pages written since the last [`WriteTracker::take`], as
+    /// they are at that moment (writes go on marking pages), and returns its result; `None` once
+    /// the tracking stopped. `f` runs under `memory_lock` held for reading: it must not fault on
+    /// a BAR mapping or take the lock.
+    pub fn peek<R>(&self, f: impl FnOnce(&Bitmap) -> R) -> Option<R> {
         let core = self.dev.as_raw();
         // SAFETY: `core` is a valid core device whose `memory_lock` is initialised.
         unsafe { bindings::down_read(&raw mut (*core).memory_lock) };
         // SAFETY: `memory_lock` is held for reading.
-        let n = match unsafe { (*self.dev.bars.written.get()).as_ref() } {
-            Some(w) if self.is_active(w) => count(&w.pages),
-            _ => 0,
+        let r = match unsafe { (*self.dev.bars.written.get()).as_ref() } {
+            Some(w) if self.is_active(w) => Some(f(&w.pages)),
+            _ => None,
         };
         // SAFETY: Taken above.
         unsafe { bindings::up_read(&raw mut (*core).memory_lock) };
-        n
+        r
     }
 }
 
