@@ -2,7 +2,8 @@
 # SPDX-License-Identifier: GPL-2.0
 # `make bench` inside the VM (a kernel without debugging options): the figures
 # of the 256 MiB round trip, of the malformed-stream checks and of the QEMU
-# migrations. Nothing here asserts a time.
+# migrations, the stop and run round trips against mtty. Nothing here asserts a
+# time.
 . "$RUSTMIG_REPO/mk/guest-lib.sh"
 
 A=$RUSTMIG_BDF_A B=$RUSTMIG_BDF_B C=$RUSTMIG_BDF_C D=$RUSTMIG_BDF_D EDU=$RUSTMIG_BDF_EDU
@@ -21,3 +22,21 @@ VFIO_MIGRATION_STREAMS=2000 "$T/vfio_pci_migration_stream_test" \
 echo "== bench: QEMU migrations"
 /usr/bin/python3 "$RUSTMIG_REPO/mk/qemu-migrate.py" "$RESULTS" plain precopy cancel p2p refused writer \
 	writer-big writer-cost
+echo "== bench: RUNNING -> STOP -> RUNNING, rustmig against mtty (the upstream C sample)"
+MTTY=83b8f4f2-509f-382f-3c1e-e6bfe0fa1001
+MTTY_TYPE=/sys/class/mdev_bus/mtty/mdev_supported_types/mtty-2
+insmod "$RUSTMIG_OBJ/drivers/vfio/mdev/mdev.ko" && insmod "$RUSTMIG_OBJ/samples/vfio-mdev/mtty.ko" &&
+	echo "$MTTY" > "$MTTY_TYPE/create" || echo "bench: mtty could not be set up"
+rate() { # NAME DEVICE: prints the test's line, returns the round trips per second
+	line=$(VFIO_MIGRATION_TEST_FLAGS=7 "$T/vfio_pci_migration_test" -t stop_and_run_round_trips "$2" |
+		grep 'stop and run:')
+	echo "$1: ${line#\# }" >&2
+	echo "$line" | sed -n 's/.*stop and run: \([0-9]*\) round trips.*/\1/p'
+}
+r_mtty=$(rate mtty "$MTTY")
+r_ivshmem=$(rate "rustmig ivshmem" "$C")
+r_edu=$(rate "rustmig edu" "$EDU")
+awk -v m="$r_mtty" -v i="$r_ivshmem" -v e="$r_edu" 'BEGIN { if (m > 0)
+	printf "round trips against mtty: ivshmem %.2fx, edu %.2fx\n", i / m, e / m }'
+echo 1 > "/sys/bus/mdev/devices/$MTTY/remove"
+rmmod mtty && rmmod mdev

@@ -408,6 +408,10 @@ impl migration::Loader<RustMig> for Loader {
         let dev = io.as_ref();
         let (next_section, next_offset) = (&mut self.next_section, &mut self.next_offset);
         let covered = &mut self.covered;
+        // The BARs are locked once for all the records of these bytes, at the first: each
+        // lock of a device whose memory decoding is off (a destination whose guest has not
+        // run) turns it on and off again, which an emulated platform pays for dearly.
+        let mut locked: Option<Bars<'_>> = None;
         self.parser.feed(bytes, |ev| match ev {
             Event::Header(h) => {
                 data.check_header(dev, h)?;
@@ -447,8 +451,11 @@ impl migration::Loader<RustMig> for Loader {
                         }
                         return Err(EINVAL);
                     };
-                    let bars = bars(io, s)?;
-                    data.backend.load(&bars, &data.held, tag, offset, bytes)?;
+                    let bars = match locked {
+                        Some(ref b) => b,
+                        None => locked.insert(bars(io, s)?),
+                    };
+                    data.backend.load(bars, &data.held, tag, offset, bytes)?;
                     // CAST: Pages of a section whose page count fits a `usize`.
                     for page in first..first + n {
                         pages.set_bit(page as usize);
@@ -472,8 +479,11 @@ impl migration::Loader<RustMig> for Loader {
                     }
                     return Err(EINVAL);
                 }
-                let bars = bars(io, s)?;
-                data.backend.load(&bars, &data.held, tag, offset, bytes)?;
+                let bars = match locked {
+                    Some(ref b) => b,
+                    None => locked.insert(bars(io, s)?),
+                };
+                data.backend.load(bars, &data.held, tag, offset, bytes)?;
                 *next_offset += want;
                 if *next_offset == section.len {
                     *next_section += 1;

@@ -1583,6 +1583,32 @@ static void *page_writer(void *arg)
 }
 
 /*
+ * The cost of a stop and a restart: RUNNING -> STOP -> RUNNING, again and
+ * again, each arc timed on its own. Every arc must succeed; the rates are
+ * printed (make bench compares them with mtty's).
+ */
+TEST_F(migration, stop_and_run_round_trips)
+{
+	int fd = self->device->fd, i, n = 200;
+	double t0, t_stop = 0, t_run = 0;
+
+	if (self->want_flags <= 0)
+		SKIP(return, "no migration support expected");
+	for (i = 0; i < n; i++) {
+		t0 = now();
+		ASSERT_EQ(0, set_state(fd, VFIO_DEVICE_STATE_STOP, NULL))
+			TH_LOG("round trip %d: RUNNING -> STOP: %s", i, strerror(errno));
+		t_stop += now() - t0;
+		t0 = now();
+		ASSERT_EQ(0, set_state(fd, VFIO_DEVICE_STATE_RUNNING, NULL))
+			TH_LOG("round trip %d: STOP -> RUNNING: %s", i, strerror(errno));
+		t_run += now() - t0;
+	}
+	ksft_print_msg("stop and run: %.0f round trips/s (RUNNING -> STOP %.1f us, STOP -> RUNNING %.1f us)\n",
+		       n / (t_stop + t_run), t_stop / n * 1e6, t_run / n * 1e6);
+}
+
+/*
  * PRE_COPY with rustmig's tracking of the state BAR (VFIO_MIGRATION_TEST_BAR):
  * the memory moves while the device runs, then exactly the pages written
  * since, through the mmap or region writes. PRECOPY_INFO counts exactly those
