@@ -528,6 +528,10 @@ def writer_migration(vms, label, pair, live, port, stride=100):
     info = migrate(src, dst, port, caps=("return-path", "switchover-ack"),
                    params={"downtime-limit": 20000, "avail-switchover-bandwidth": 1 << 30})
     pre, stop = vfio_split(src)
+    # Both sides' vfio traces, kept with the results: where the downtime went.
+    for vm in (src, dst):
+        with open(os.path.join(RESULTS, vm.name + ".trace"), "w") as f:
+            f.write(vm.traced())
     report("%s %s %s -> %s" % (label, mode, s.upper(), d.upper()), info, vfio_bytes(info),
            (pre, stop))
     tap(info["status"] == "completed", name + ": completed", json.dumps(info), dst.output())
