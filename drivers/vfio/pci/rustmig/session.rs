@@ -106,6 +106,15 @@ struct Live {
     page: usize,
     /// The pages of `pages` not built yet.
     left: usize,
+    /// The pages written between the last two passes.
+    prev: BitmapVec,
+    /// The pages held for a later pass: written in two passes in a row. A guest that keeps
+    /// writing a page would have it sent again in every pass, and what those passes queue is
+    /// downtime at the switchover; such a page is sent once it was not written between two
+    /// passes, or in the last pass.
+    deferred: BitmapVec,
+    /// Scratch pages for a new pass.
+    spare: BitmapVec,
     /// The device stopped and the last pass was taken: the live section is final.
     last: bool,
     /// The other sections and the end record, built once the device stopped, and the bytes of
@@ -125,7 +134,11 @@ impl Saver {
             Some((tag, bar)) if !stop_copy && crate::module_parameters::live_precopy.value() => {
                 let idx = data.layout.find(tag).ok_or(EINVAL)?;
                 let tracker = dev.track_writes(bar)?;
-                let pages = BitmapVec::new(tracker.pages(), GFP_KERNEL)?;
+                let n = tracker.pages();
+                let pages = BitmapVec::new(n, GFP_KERNEL)?;
+                let prev = BitmapVec::new(n, GFP_KERNEL)?;
+                let deferred = BitmapVec::new(n, GFP_KERNEL)?;
+                let spare = BitmapVec::new(n, GFP_KERNEL)?;
                 let rest = data.layout.without(tag);
                 // Its header is the live stream's own.
                 let mut rest_cursor = Cursor::default();
@@ -138,6 +151,9 @@ impl Saver {
                     pages,
                     page: 0,
                     left: 0,
+                    prev,
+                    deferred,
+                    spare,
                     last: false,
                     rest,
                     rest_cursor,
@@ -232,7 +248,62 @@ fn build_end(u: &mut KVec<u8>) -> Result {
     Ok(())
 }
 
+/// Returns whether page `i` is marked in `b`.
+fn has(b: &Bitmap, i: usize) -> bool {
+    b.next_bit(i) == Some(i)
+}
+
+/// Clears every bit of `b`.
+fn clear_all(b: &mut BitmapVec) {
+    while let Some(i) = b.next_bit(0) {
+        b.clear_bit(i);
+    }
+}
+
 impl Live {
+    /// Turns `pages`, the pages written since the last pass (M), into the pages of the next
+    /// one. Once the device stopped: M and the pages held back (D). While it runs: the pages of
+    /// M written neither before the last pass (P) nor held back, and the pages of D not written
+    /// since; the pages of M that were in P or D are held back from now on.
+    fn new_pass(&mut self, last: bool) {
+        let Live {
+            pages: m,
+            prev: p,
+            deferred: d,
+            spare,
+            ..
+        } = self;
+        if last {
+            for j in written_pages(d, 0) {
+                m.set_bit(j);
+            }
+            clear_all(d);
+            return;
+        }
+        // spare: the pages held back from now on, M and (P or D).
+        clear_all(spare);
+        for j in written_pages(m, 0) {
+            if has(p, j) || has(d, j) {
+                spare.set_bit(j);
+            }
+        }
+        // P: M.
+        clear_all(p);
+        for j in written_pages(m, 0) {
+            p.set_bit(j);
+        }
+        // The pass: M with the pages of D not in M, less the pages held back from now on.
+        for j in written_pages(d, 0) {
+            if !has(p, j) {
+                m.set_bit(j);
+            }
+        }
+        for j in written_pages(spare, 0) {
+            m.clear_bit(j);
+        }
+        core::mem::swap(d, spare);
+    }
+
     fn pending(&self, stop_copy: bool) -> Pending {
         let chunk = CHUNK as u64;
         let mut initial = if self.header { 0 } else { HEADER_LEN as u64 };
@@ -246,6 +317,10 @@ impl Live {
                 .tracker
                 .peek(|marks| dirty_len(marks, 0, usize::MAX, len))
                 .unwrap_or(0);
+            // The pages held back move in the last pass at the latest.
+            if stop_copy {
+                dirty += dirty_len(&self.deferred, 0, usize::MAX, len);
+            }
         }
         if stop_copy {
             dirty += self.rest.payload_len() - self.rest_done;
@@ -300,6 +375,7 @@ impl Live {
             // A new pass: the pages written since the last one. Once the device stopped (its
             // BARs fenced), the last.
             self.tracker.take(&mut self.pages)?;
+            self.new_pass(stop_copy);
             self.page = 0;
             self.left = written_pages(&self.pages, 0).count();
             self.last = stop_copy;
