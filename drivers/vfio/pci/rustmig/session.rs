@@ -106,15 +106,12 @@ struct Live {
     page: usize,
     /// The pages of `pages` not built yet.
     left: usize,
-    /// The pages written between the last two passes.
-    prev: BitmapVec,
-    /// The pages held for a later pass: written in two passes in a row. A guest that keeps
-    /// writing a page would have it sent again in every pass, and what those passes queue is
-    /// downtime at the switchover; such a page is sent once it was not written between two
-    /// passes, or in the last pass.
+    /// The pages sent in a pass after the first.
+    sent: BitmapVec,
+    /// The pages held for the last pass: written again after a pass sent them. A guest that
+    /// keeps writing a page would have it sent again in every pass, and what those passes
+    /// queue is downtime at the switchover.
     deferred: BitmapVec,
-    /// Scratch pages for a new pass.
-    spare: BitmapVec,
     /// The device stopped and the last pass was taken: the live section is final.
     last: bool,
     /// The other sections and the end record, built once the device stopped, and the bytes of
@@ -136,9 +133,8 @@ impl Saver {
                 let tracker = dev.track_writes(bar)?;
                 let n = tracker.pages();
                 let pages = BitmapVec::new(n, GFP_KERNEL)?;
-                let prev = BitmapVec::new(n, GFP_KERNEL)?;
+                let sent = BitmapVec::new(n, GFP_KERNEL)?;
                 let deferred = BitmapVec::new(n, GFP_KERNEL)?;
-                let spare = BitmapVec::new(n, GFP_KERNEL)?;
                 let rest = data.layout.without(tag);
                 // Its header is the live stream's own.
                 let mut rest_cursor = Cursor::default();
@@ -151,9 +147,8 @@ impl Saver {
                     pages,
                     page: 0,
                     left: 0,
-                    prev,
+                    sent,
                     deferred,
-                    spare,
                     last: false,
                     rest,
                     rest_cursor,
@@ -261,16 +256,14 @@ fn clear_all(b: &mut BitmapVec) {
 }
 
 impl Live {
-    /// Turns `pages`, the pages written since the last pass (M), into the pages of the next
-    /// one. Once the device stopped: M and the pages held back (D). While it runs: the pages of
-    /// M written neither before the last pass (P) nor held back, and the pages of D not written
-    /// since; the pages of M that were in P or D are held back from now on.
+    /// Turns `pages`, the pages written since the last pass, into the pages of the next one.
+    /// Once the device stopped: those and the pages held back. While it runs: those that no
+    /// pass after the first sent yet; the others are held back for the last pass.
     fn new_pass(&mut self, last: bool) {
         let Live {
             pages: m,
-            prev: p,
+            sent,
             deferred: d,
-            spare,
             ..
         } = self;
         if last {
@@ -280,28 +273,16 @@ impl Live {
             clear_all(d);
             return;
         }
-        // spare: the pages held back from now on, M and (P or D).
-        clear_all(spare);
         for j in written_pages(m, 0) {
-            if has(p, j) || has(d, j) {
-                spare.set_bit(j);
+            if has(sent, j) || has(d, j) {
+                d.set_bit(j);
+            } else {
+                sent.set_bit(j);
             }
         }
-        // P: M.
-        clear_all(p);
-        for j in written_pages(m, 0) {
-            p.set_bit(j);
-        }
-        // The pass: M with the pages of D not in M, less the pages held back from now on.
         for j in written_pages(d, 0) {
-            if !has(p, j) {
-                m.set_bit(j);
-            }
-        }
-        for j in written_pages(spare, 0) {
             m.clear_bit(j);
         }
-        core::mem::swap(d, spare);
     }
 
     fn pending(&self, stop_copy: bool) -> Pending {
