@@ -10,7 +10,7 @@ set -euo pipefail
 
 # Packages taken from trixie (rustc 1.85 + rust-src + bindgen 0.71 are the 7.3 minimums).
 pkgs=(rustc rust-src bindgen clang lld llvm flex bison bc libelf-dev libssl-dev
-      cpio zstd xz-utils kmod rsync qemu-system-x86 busybox-static make gcc libc6-dev
+      cpio zstd xz-utils kmod rsync qemu-system-x86 busybox-static make gcc binutils libc6-dev
       rustfmt rust-clippy uuid-dev patch diffutils)
 src_pkg=linux-source-7.3
 tarball=/usr/src/linux-source-7.3.tar.xz
