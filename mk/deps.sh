@@ -11,7 +11,7 @@ set -euo pipefail
 # Packages taken from trixie (rustc 1.85 + rust-src + bindgen 0.71 are the 7.3 minimums).
 pkgs=(rustc rust-src bindgen clang lld llvm flex bison bc libelf-dev libssl-dev
       cpio zstd xz-utils kmod rsync qemu-system-x86 busybox-static make gcc binutils libc6-dev
-      rustfmt rust-clippy uuid-dev patch diffutils)
+      rustfmt rust-clippy uuid-dev patch diffutils linux-perf)
 src_pkg=linux-source-7.3
 tarball=/usr/src/linux-source-7.3.tar.xz
 
@@ -20,7 +20,7 @@ missing() {
 	for t in /usr/bin/rustc /usr/bin/bindgen /usr/bin/clang /usr/bin/ld.lld \
 		 /usr/bin/qemu-system-x86_64 /usr/bin/flex /usr/bin/bison /usr/bin/bc \
 		 /usr/sbin/depmod /usr/bin/rsync /usr/bin/cpio /usr/bin/rustfmt /usr/bin/clippy-driver \
-		 /usr/bin/patch /usr/bin/cmp /usr/bin/make /usr/bin/gcc; do
+		 /usr/bin/patch /usr/bin/cmp /usr/bin/make /usr/bin/gcc /usr/bin/perf; do
 		[ -x "$t" ] || return 0
 	done
 	[ -d /usr/lib/rustlib/src/rust/library ] || return 0

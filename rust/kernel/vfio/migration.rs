@@ -82,14 +82,22 @@ pub enum State {
     PreCopyP2p = bindings::vfio_device_mig_state::VFIO_DEVICE_STATE_PRE_COPY_P2P.0,
 }
 
+// `TryFrom<u32>` indexes `State::ALL` with the uAPI's number.
+const _: () = {
+    let mut i = 0;
+    while i < State::ALL.len() {
+        assert!(State::ALL[i] as usize == i);
+        i += 1;
+    }
+};
+
 impl TryFrom<u32> for State {
     type Error = Error;
 
     fn try_from(raw: u32) -> Result<Self> {
-        State::ALL
-            .into_iter()
-            .find(|s| *s as u32 == raw)
-            .ok_or(EINVAL)
+        // The uAPI numbers the states 0 to 7, in the order of `ALL`.
+        let i = usize::try_from(raw).map_err(|_| EINVAL)?;
+        State::ALL.get(i).copied().ok_or(EINVAL)
     }
 }
 

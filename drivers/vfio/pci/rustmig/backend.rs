@@ -3,8 +3,9 @@
 //! The device backend interface: everything the generic driver needs from a device.
 //!
 //! The generic part (state machine, sessions, stream) calls a backend only through [`Backend`],
-//! always with the device's BARs locked for it ([`Bars`]): `memory_lock` held, memory decoding
-//! on. A backend never sees a user buffer, a lock or a file.
+//! with the device's BARs locked for it ([`Bars`]: `memory_lock` held, memory decoding on), or,
+//! for the arcs of the state machine, able to lock them if it needs them ([`ArcBars`]). A backend
+//! never sees a user buffer or a file.
 
 use crate::stream::Layout;
 use crate::RustMig;
@@ -17,12 +18,31 @@ use kernel::{
     },
     vfio::pci::{
         BarGuard,
+        Device,
         IoAccess, //
     }, //
 };
 
 /// The driver's access to a device's BARs.
 pub(crate) type Bars<'a> = BarGuard<'a, RustMig>;
+
+/// The BARs of a device in an arc of the state machine, locked only by a backend that needs
+/// them: an arc that leaves the device alone (all of ivshmem's) then costs neither
+/// `memory_lock` nor the configuration space read that enabling memory decoding takes, which
+/// was most of a RUNNING -> STOP -> RUNNING round trip.
+pub(crate) struct ArcBars<'a>(&'a Device<RustMig>);
+
+impl<'a> ArcBars<'a> {
+    /// The BARs of `dev`, not locked yet.
+    pub(crate) fn new(dev: &'a Device<RustMig>) -> Self {
+        Self(dev)
+    }
+
+    /// Locks the BARs, as [`Device::lock_bars`] does.
+    pub(crate) fn lock(&self) -> Result<Bars<'a>> {
+        self.0.lock_bars()
+    }
+}
 
 /// The lengths of a device's six BARs, as probed.
 pub(crate) type BarLens = [u64; 6];
@@ -128,23 +148,23 @@ pub(crate) trait Backend: Sync {
     fn layout(&self, bars: &BarLens) -> Result<Layout>;
 
     /// RUNNING -> RUNNING_P2P: stop initiating DMA to peers and interrupts.
-    fn quiesce(&self, _bars: &Bars<'_>) -> Result {
+    fn quiesce(&self, _bars: &ArcBars<'_>) -> Result {
         Ok(())
     }
 
     /// RUNNING_P2P -> RUNNING: undo [`Backend::quiesce`].
-    fn unquiesce(&self, _bars: &Bars<'_>) -> Result {
+    fn unquiesce(&self, _bars: &ArcBars<'_>) -> Result {
         Ok(())
     }
 
     /// RUNNING_P2P -> STOP: stop the device from changing its state (the user's BAR access is
     /// already fenced off).
-    fn stop(&self, _bars: &Bars<'_>) -> Result {
+    fn stop(&self, _bars: &ArcBars<'_>) -> Result {
         Ok(())
     }
 
     /// STOP -> RUNNING_P2P: let the device run again, with what `held` holds put into it.
-    fn start(&self, _bars: &Bars<'_>, _held: &Held) -> Result {
+    fn start(&self, _bars: &ArcBars<'_>, _held: &Held) -> Result {
         Ok(())
     }
 

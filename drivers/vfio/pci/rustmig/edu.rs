@@ -27,6 +27,7 @@
 //! transfer to memory, which would change the guest's memory.
 
 use crate::backend::{
+    ArcBars,
     Backend,
     BarLens,
     Bars,
@@ -172,11 +173,15 @@ impl Backend for Edu {
         }])
     }
 
-    fn stop(&self, bars: &Bars<'_>) -> Result {
-        wait_idle(bars)
+    fn stop(&self, bars: &ArcBars<'_>) -> Result {
+        wait_idle(&bars.lock()?)
     }
 
-    fn start(&self, bars: &Bars<'_>, held: &Held) -> Result {
+    fn start(&self, bars: &ArcBars<'_>, held: &Held) -> Result {
+        if held.get() == 0 {
+            return Ok(());
+        }
+        let bars = bars.lock()?;
         // CAST: `Held` holds a 32-bit interrupt status.
         let irq = held.take() as u32;
         if irq != 0 {

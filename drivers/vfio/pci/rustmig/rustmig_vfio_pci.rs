@@ -63,6 +63,7 @@ mod session;
 mod stream;
 
 use backend::{
+    ArcBars,
     Backend,
     BarLens,
     Dma,
@@ -381,23 +382,23 @@ impl Migration for RustMig {
     const DATA_FILE_NAME: &'static CStr = c"rustmig_vfio_pci";
 
     fn quiesce(dev: &Self::Device) -> Result {
-        dev.data().backend.quiesce(&dev.lock_bars()?)
+        dev.data().backend.quiesce(&ArcBars::new(dev))
     }
 
     fn unquiesce(dev: &Self::Device) -> Result {
-        dev.data().backend.unquiesce(&dev.lock_bars()?)
+        dev.data().backend.unquiesce(&ArcBars::new(dev))
     }
 
     /// Fences off the user's BAR access, then lets the backend stop the device.
     fn stop(dev: &Self::Device) -> Result {
         dev.fence_bars();
-        dev.data().backend.stop(&dev.lock_bars()?)
+        dev.data().backend.stop(&ArcBars::new(dev))
     }
 
     /// Lets the backend start the device, then lifts the fence.
     fn start(dev: &Self::Device) -> Result {
         let data = dev.data();
-        data.backend.start(&dev.lock_bars()?, &data.held)?;
+        data.backend.start(&ArcBars::new(dev), &data.held)?;
         dev.unfence_bars();
         Ok(())
     }

@@ -1584,16 +1584,19 @@ static void *page_writer(void *arg)
 
 /*
  * The cost of a stop and a restart: RUNNING -> STOP -> RUNNING, again and
- * again, each arc timed on its own. Every arc must succeed; the rates are
- * printed (make bench compares them with mtty's).
+ * again, each arc timed on its own (VFIO_MIGRATION_TEST_ROUND_TRIPS times,
+ * 200 by default). Every arc must succeed; the rates are printed (make bench
+ * compares them with mtty's).
  */
-TEST_F(migration, stop_and_run_round_trips)
+TEST_F_TIMEOUT(migration, stop_and_run_round_trips, 600)
 {
-	int fd = self->device->fd, i, n = 200;
+	const char *n_env = getenv("VFIO_MIGRATION_TEST_ROUND_TRIPS");
+	int fd = self->device->fd, i, n = n_env ? atoi(n_env) : 200;
 	double t0, t_stop = 0, t_run = 0;
 
 	if (self->want_flags <= 0)
 		SKIP(return, "no migration support expected");
+	ASSERT_GT(n, 0) TH_LOG("VFIO_MIGRATION_TEST_ROUND_TRIPS=%s: not a count", n_env);
 	for (i = 0; i < n; i++) {
 		t0 = now();
 		ASSERT_EQ(0, set_state(fd, VFIO_DEVICE_STATE_STOP, NULL))
