@@ -28,7 +28,8 @@ MTTY_TYPE=/sys/class/mdev_bus/mtty/mdev_supported_types/mtty-2
 insmod "$RUSTMIG_OBJ/drivers/vfio/mdev/mdev.ko" && insmod "$RUSTMIG_OBJ/samples/vfio-mdev/mtty.ko" &&
 	echo "$MTTY" > "$MTTY_TYPE/create" || echo "bench: mtty could not be set up"
 rate() { # NAME DEVICE: prints the test's line, returns the round trips per second
-	line=$(VFIO_MIGRATION_TEST_FLAGS=7 "$T/vfio_pci_migration_test" -t stop_and_run_round_trips "$2" |
+	line=$(VFIO_MIGRATION_TEST_FLAGS=7 VFIO_MIGRATION_TEST_ROUND_TRIPS=50000 \
+		"$T/vfio_pci_migration_test" -t stop_and_run_round_trips "$2" |
 		grep 'stop and run:')
 	echo "$1: ${line#\# }" >&2
 	echo "$line" | sed -n 's/.*stop and run: \([0-9]*\) round trips.*/\1/p'
@@ -41,18 +42,13 @@ awk -v m="$r_mtty" -v i="$r_ivshmem" -v e="$r_edu" 'BEGIN { if (m > 0)
 echo "== bench: where a round trip's time goes (perf, kernel self time, rustmig ivshmem and mtty)"
 echo 0 > /proc/sys/kernel/kptr_restrict
 profile() { # NAME DEVICE
-	VFIO_MIGRATION_TEST_ROUND_TRIPS=300000 perf record -q -g -F 4000 -o /tmp/round-trips.data -- \
+	VFIO_MIGRATION_TEST_ROUND_TRIPS=300000 perf record -q -F 4000 -o /tmp/round-trips.data -- \
 		"$T/vfio_pci_migration_test" -t stop_and_run_round_trips "$2" | grep 'stop and run:' ||
 		{ echo "bench: perf record failed on $1"; return; }
 	# Rust's v0 symbols through c++filt, without their crate hashes.
 	echo "$1, self time:"
 	perf report -q -i /tmp/round-trips.data --no-children --sort sym --stdio -g none \
 		--percent-limit 2 2>&1 | head -12 | c++filt | sed 's/\[[0-9a-f]*\]//g'
-	echo "$1, with what they call:"
-	perf report -q -i /tmp/round-trips.data --children --sort sym --stdio -g none 2>&1 |
-		c++filt | sed 's/\[[0-9a-f]*\]//g' |
-		grep -E '[]>] (vfio_ioctl_device_feature_mig_device_state|.*::(arc|mig_next_state|fence_bars|unfence_bars|lock_bars|stop|start|quiesce|unquiesce))$|mtty_set_state|vfio_mig_get_next_state$' |
-		head -12
 }
 profile "rustmig ivshmem" "$C"
 profile mtty "$MTTY"
