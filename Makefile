@@ -17,10 +17,12 @@ FRAGMENTS  ?= $(REPO)/kernel/configs/rustmig.config $(REPO)/kernel/configs/rustm
 export PATH := /usr/bin:/usr/sbin:$(PATH)
 
 STAGE  := $(REPO)/mk/stage.sh
-# rustmig-inspect (tools/rustmig) is built by rustup's cargo, offline, in $(CACHE).
+# rustmig (tools/rustmig) is built by rustup's cargo, offline, in $(CACHE).
 CARGO     ?= $(or $(shell command -v cargo 2>/dev/null),$(wildcard $(HOME)/.cargo/bin/cargo))
 TOOLS_OUT := $(CACHE)/tools
-INSPECT   := $(TOOLS_OUT)/release/rustmig-inspect
+INSPECT   := $(TOOLS_OUT)/release/rustmig
+# The VM runs it too (mk/guest-tool.sh).
+export RUSTMIG_TOOL := $(INSPECT)
 TCARGO     = env CARGO_TARGET_DIR=$(TOOLS_OUT) $(CARGO)
 TFLAGS    := --offline --locked -j1 --manifest-path $(REPO)/tools/rustmig/Cargo.toml
 # Always through clippy, so the lint pass of `rustcheck` reuses the same objects.
@@ -28,7 +30,7 @@ KMAKE  := $(MAKE) -C $(SRC) O=$(OBJ) LLVM=1 CLIPPY=1 -j$(JOBS)
 KOUT   := $(OBJ)/arch/x86/boot/bzImage
 STOUT  := $(CACHE)/selftests
 
-.PHONY: all check oot series series-check gate-proof gate-build gate-early bench deps tree config kernel rustcheck selftests demo vm-check \
+.PHONY: all check qemu11 oot series series-check gate-proof gate-build gate-early bench deps tree config kernel rustcheck selftests demo vm-check \
 	shell try qemu-repro mutants help clean distclean rustfmt tools
 
 # `make`: build everything and boot the VM to show the driver at work.
@@ -42,14 +44,23 @@ all: kernel selftests
 # `make check EARLY=NAME`: only the check, with the driver with the bug of
 # mk/inject/NAME.patch bound to a device first; the run must fail on its report.
 EARLY ?=
-check: kernel rustcheck oot selftests tools gate-build
+check: kernel rustcheck oot selftests tools gate-build qemu11
 	@$(STAGE) vm-tests $(REPO)/mk/check-vms.sh $(REPO) $(OBJ) $(STOUT) $(RUN) $(INSPECT) $(INJECT) $(EARLY)
+	@$(if $(EARLY),,$(STAGE) vm-xhost $(REPO)/mk/xhost.sh $(REPO) $(OBJ) $(STOUT) $(RUN) \
+		$(RUN)/check/results $(QEMU11))
 	@$(MAKE) --no-print-directory gate-proof GATE_TAP=$(RUN)/check/results/gate.tap || \
 		{ [ -s $(RUN)/check/results/gate.tap ] || printf 'not ok 1 gate: the gate proof did not run (see above)\n1..1\n' \
 		> $(RUN)/check/results/gate.tap; }
 	@$(STAGE) kgate-test $(REPO)/mk/kgate-test.sh $(REPO) $(RUN)/check \
 		$(RUN)/check/results/kgate-selftest.tap || true
 	@$(REPO)/mk/summary.sh $(RUN)/check
+
+# QEMU 11.1 from trixie-backports, unpacked into $(CACHE)/qemu-11 beside the
+# machine's QEMU 10.0: the two test hosts migrate from 10.0 to 11.1, and run
+# the in-guest QEMU cases with 11.1 too.
+QEMU11 := $(CACHE)/qemu-11/qemu-system-x86_64
+qemu11: deps
+	@$(STAGE) qemu-11 $(REPO)/mk/qemu-11.sh $(CACHE)/qemu-11
 
 # `make gate-proof`: the driver with each deliberate bug of mk/inject/*.patch
 # (a use after free, a leak, a lock order inversion, a broken resume path),
@@ -130,13 +141,13 @@ rustfmt:
 selftests: config
 	@$(STAGE) selftests $(REPO)/mk/selftests.sh $(SRC) $(OBJ) $(STOUT)
 
-# rustmig-inspect: its tests (the shared stream.rs's KUnit tests among them),
+# rustmig (tools/rustmig): its tests (the shared stream.rs's KUnit tests among them),
 # then the release binary $(INSPECT).
 tools:
 	@command -v "$(CARGO)" > /dev/null 2>&1 || { echo "tools: no cargo, neither in PATH nor" \
 		"in $(HOME)/.cargo/bin: install rustup's toolchain or set CARGO=/path/to/cargo" >&2; exit 1; }
 	@$(STAGE) tools-test $(TCARGO) test $(TFLAGS) --workspace
-	@$(STAGE) tools-build $(TCARGO) build $(TFLAGS) --release --bin rustmig-inspect
+	@$(STAGE) tools-build $(TCARGO) build $(TFLAGS) --release --bins
 	@echo "tools: $(INSPECT)"
 
 # `make try CMD='...'`: the check VM with rustmig bound to every device, CMD
@@ -192,7 +203,7 @@ help:
 	@echo '  make selftests  build the vfio kselftests'
 	@echo '  make bench      a kernel without debugging options ($(BENCH_OBJ)) and the'
 	@echo '                  figures: 256 MiB round trip, malformed streams, QEMU migrations'
-	@echo '  make tools      test and build rustmig-inspect (tools/rustmig, cargo, offline)'
+	@echo '  make tools      test and build rustmig (tools/rustmig, cargo, offline)'
 	@echo '                  into $(TOOLS_OUT)'
 	@echo '  make mutants    logic mutations of the driver (mk/mutants.txt) against the fast'
 	@echo '                  suite: which test kills each (not part of make check)'

@@ -36,7 +36,7 @@ if [ ! -f /tmp/out/env.sh ]; then
 	poweroff_now
 fi
 . /tmp/out/env.sh
-for p in "$RUSTMIG_REPO" "$RUSTMIG_OBJ" "$RUSTMIG_TESTS" "$RUSTMIG_INJECT"; do
+for p in "$RUSTMIG_REPO" "$RUSTMIG_OBJ" "$RUSTMIG_TESTS" "$RUSTMIG_INJECT" "${RUSTMIG_XHOST_PEER_OUT:-}"; do
 	case "$p" in
 	/tmp/?*) mkdir -p "$p" && mount --bind "/run/hosttmp/${p#/tmp/}" "$p" ;;
 	esac
@@ -48,7 +48,8 @@ for name in $RUSTMIG_DEVICES; do
 	export "RUSTMIG_BDF_$name"
 done
 export RUSTMIG_MODE RUSTMIG_REPO RUSTMIG_OBJ RUSTMIG_TESTS RUSTMIG_DEVICES RUSTMIG_IVSHMEM_MB \
-	RUSTMIG_INJECT RUSTMIG_EARLY RUSTMIG_TRY RUSTMIG_REPRO_MINUTES
+	RUSTMIG_INJECT RUSTMIG_EARLY RUSTMIG_TRY RUSTMIG_REPRO_MINUTES RUSTMIG_QEMU_11 RUSTMIG_TOOL \
+	RUSTMIG_XHOST RUSTMIG_XHOST_ADDR RUSTMIG_XHOST_PEER RUSTMIG_XHOST_PEER_OUT RUSTMIG_XHOST_LINK
 export RUSTMIG_OUT=/tmp/out
 
 # A heartbeat for the host's progress watchdog (mk/vm.sh): it stops when the

@@ -8,15 +8,24 @@
 # state must arrive byte for byte.
 #
 # Usage: qemu-migrate.py RESULTS_DIR [CASE...]
+#        qemu-migrate.py --agent ADDR PORT
 #
 # CASE: plain, precopy, cancel, p2p, refused, writer (all by default), and
-# writer-big and writer-cost (make bench).
+# writer-big and writer-cost (make bench); the cross-host cases xhost-plain,
+# xhost-precopy, xhost-p2p, xhost-refused, xhost-cancel, xhost-netdrop,
+# xhost-multifd and xhost-versions (mk/xhost.sh: the destination QEMU runs on
+# the second test host, whose agent, this program with --agent, starts it and
+# writes its devices' backing files).
 #
 # Environment: RUSTMIG_BDF_NAME for each device NAME of mk/devices (A to H,
 # EDU and EDU2 are used, bound to rustmig), RUSTMIG_OUT (its ivshmem-NAME are
 # the backing files of the ivshmem devices), RUSTMIG_TESTS (the guest program
 # rustmig_bar_writer.bin) and RUSTMIG_OBJ (rustmig's module, loaded again for
 # the writer cases' stop-and-copy half).
+# Cross-host: RUSTMIG_XHOST_PEER (the second host's address, where its agent
+# listens on AGENT_PORT), RUSTMIG_XHOST_PEER_OUT (its output directory, the
+# backing files of its devices, read through the host root) and
+# RUSTMIG_XHOST_ADDR (this host's address). RUSTMIG_QEMU_11: QEMU 11.1.
 # Writes RESULTS_DIR/qemu-migration.tap and prints the report table.
 
 import json
@@ -28,7 +37,8 @@ import subprocess
 import sys
 import time
 
-RESULTS = sys.argv[1]
+AGENT = sys.argv[1] == "--agent"
+RESULTS = "" if AGENT else sys.argv[1]
 OUT = os.environ["RUSTMIG_OUT"]
 DEVICES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "devices")
 with open(DEVICES) as _f:
@@ -36,7 +46,15 @@ with open(DEVICES) as _f:
            for line in _f if line.strip() and not line.startswith("#")}
 TAP = os.path.join(RESULTS, "qemu-migration.tap")
 RUN = "/tmp/qemu-migrate"
-QEMU = "qemu-system-x86_64"
+QEMU = os.environ.get("RUSTMIG_INNER_QEMU", "qemu-system-x86_64")
+QEMU_11 = os.environ.get("RUSTMIG_QEMU_11", "")
+PEER = os.environ.get("RUSTMIG_XHOST_PEER", "")
+PEER_OUT = os.environ.get("RUSTMIG_XHOST_PEER_OUT", "")
+HERE = os.environ.get("RUSTMIG_XHOST_ADDR", "127.0.0.1")
+AGENT_PORT = 4500
+# Where a QEMU on the second host writes its log and trace (its output share),
+# and where this host reads them.
+PEER_RUN = "/tmp/out/xhost"
 MIB = 1 << 20
 PAGE = 4096
 WRITER = os.path.join(os.environ.get("RUSTMIG_TESTS", ""), "rustmig_bar_writer.bin")
@@ -50,7 +68,9 @@ EDU_REGS = (0x00, 0x04, 0x08, 0x20, 0x24, 0x80, 0x88, 0x90)
 TRACE = ("vfio_migration_set_state", "vfio_migration_set_device_state", "vfio_save_setup",
          "vfio_save_block", "vfio_save_complete_precopy", "vfio_save_cleanup",
          "vfio_load_state", "vfio_load_state_device_data", "vfio_load_device_config_state_*",
-         "vfio_load_cleanup")
+         "vfio_load_cleanup", "vfio_save_complete_precopy_thread_*", "vfio_load_bufs_thread_*",
+         # QEMU 11.1's (patterns: no warning from 10.0, which has neither).
+         "vfio_migration_init*", "vfio_query_precopy_size*")
 
 os.makedirs(RUN, exist_ok=True)
 tap_n = 0
@@ -80,10 +100,12 @@ class Qmp:
     """A QMP connection to one QEMU."""
 
     def __init__(self, path, timeout=60):
+        """@path: a UNIX socket's path, or (address, port) for TCP."""
         deadline = time.time() + timeout
         while True:
             try:
-                self.sock = socket.socket(socket.AF_UNIX)
+                self.sock = socket.socket(socket.AF_INET if isinstance(path, tuple)
+                                          else socket.AF_UNIX)
                 self.sock.connect(path)
                 break
             except OSError:
@@ -112,25 +134,38 @@ class Qmp:
 class Vm:
     """A small guest (no OS: its firmware idles) with devices passed through."""
 
-    def __init__(self, name, bdfs, incoming=False, boot=None, paused=False):
+    def __init__(self, name, bdfs, incoming=False, boot=None, paused=False, peer=None,
+                 qemu=QEMU, machine="q35", props="", lazy=False):
+        """A QEMU here, or with @peer (an Agent) on the second host, listening for QMP
+        on TCP port @peer_port there. @props: more vfio-pci properties. @lazy: connect()
+        later, so that the next QEMU starts meanwhile (a start takes seconds here)."""
         self.name = name
-        self.log = os.path.join(RUN, name + ".log")
+        self.peer = peer
+        # The address a migration to this QEMU connects to.
+        self.addr = PEER if peer else "127.0.0.1"
+        # Where this QEMU writes its files, and where this program reads them.
+        where, self.dir = (PEER_RUN, os.path.join(PEER_OUT, "xhost")) if peer else (RUN, RUN)
+        self.log = os.path.join(self.dir, name + ".log")
         # The trace goes to a file of its own: in the log it would also reach the output of
         # human monitor commands.
-        self.trace = os.path.join(RUN, name + ".trace")
-        sock = os.path.join(RUN, name + ".qmp")
-        if os.path.exists(sock):
-            os.unlink(sock)
-        args = [QEMU, "-accel", "tcg", "-M", "q35", "-m", "64", "-nodefaults",
+        self.trace = os.path.join(self.dir, name + ".trace")
+        self.qemu_dir = where
+        if peer:
+            qmp = "tcp:%s:%d,server=on,wait=off" % (PEER, peer.qmp_port(name))
+        else:
+            sock = os.path.join(RUN, name + ".qmp")
+            if os.path.exists(sock):
+                os.unlink(sock)
+            qmp = "unix:%s,server=on,wait=off" % sock
+        args = [qemu, "-accel", "tcg", "-M", machine, "-m", "64", "-nodefaults",
                 "-display", "none", "-serial", "none", "-monitor", "none",
-                "-qmp", "unix:%s,server=on,wait=off" % sock, "-msg", "timestamp=on",
-                "-D", self.trace]
+                "-qmp", qmp, "-msg", "timestamp=on", "-D", os.path.join(where, name + ".trace")]
         for event in TRACE:
             args += ["-trace", event]
         for i, bdf in enumerate(bdfs):
             # The same guest address on both sides: QEMU matches device state by it.
-            args += ["-device", "vfio-pci,host=%s,enable-migration=on,id=dev%d,addr=0x%x"
-                     % (bdf, i, 4 + i)]
+            args += ["-device", "vfio-pci,host=%s,enable-migration=on,id=dev%d,addr=0x%x%s"
+                     % (bdf, i, 4 + i, props)]
         if boot:
             # The guest program's disk: read once by the firmware, never written. Without
             # drop-cache, a destination's block layer calls fadvise(), which the test
@@ -141,8 +176,30 @@ class Vm:
             args += ["-S"]
         if incoming:
             args += ["-incoming", "defer"]
-        self.proc = subprocess.Popen(args, stdout=open(self.log, "w"), stderr=subprocess.STDOUT)
-        self.qmp = Qmp(sock)
+        if peer:
+            self.proc = None
+            peer.call("qemu", name=name, args=args)
+            self.qmp_at = (PEER, peer.qmp_port(name))
+        else:
+            self.proc = subprocess.Popen(args, stdout=open(self.log, "w"),
+                                         stderr=subprocess.STDOUT)
+            self.qmp_at = sock
+        self.qmp = None
+        if not lazy:
+            self.connect()
+
+    def connect(self):
+        """Connects to the QEMU's QMP, once it listens."""
+        self.qmp = Qmp(self.qmp_at)
+
+    def wait(self, timeout):
+        """Waits for this QEMU to exit; returns its exit status (None: still running)."""
+        if self.peer:
+            return self.peer.call("wait", name=self.name, timeout=timeout)["rc"]
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return None
 
     def output(self):
         with open(self.log) as f:
@@ -189,9 +246,10 @@ class Vm:
     def read_bar(self, dev, bar, length=None):
         """What the guest reads in BAR @bar of @dev (through vfio, from the device)."""
         addr, size = self.bar(dev, bar)
-        path = os.path.join(RUN, "%s-%s-bar%d.bin" % (self.name, dev, bar))
-        self.qmp.cmd("pmemsave", val=addr, size=length or size, filename=path)
-        with open(path, "rb") as f:
+        name = "%s-%s-bar%d.bin" % (self.name, dev, bar)
+        self.qmp.cmd("pmemsave", val=addr, size=length or size,
+                     filename=os.path.join(self.qemu_dir, name))
+        with open(os.path.join(self.dir, name), "rb") as f:
             return f.read()
 
     def status(self):
@@ -199,14 +257,117 @@ class Vm:
 
     def quit(self):
         try:
-            self.qmp.cmd("quit")
+            if self.qmp:
+                self.qmp.cmd("quit")
         except (OSError, RuntimeError, ValueError):
             pass
-        try:
-            self.proc.wait(30)
-        except subprocess.TimeoutExpired:
+        if self.wait(30) is None:
+            self.kill()
+
+    def kill(self):
+        """Kills this QEMU (SIGKILL) and waits for it."""
+        if self.peer:
+            self.peer.call("kill", name=self.name)
+        else:
             self.proc.kill()
             self.proc.wait()
+
+
+class Agent:
+    """The second test host's agent (this program with --agent)."""
+
+    def __init__(self, timeout=600):
+        deadline = time.time() + timeout
+        while True:
+            try:
+                self.sock = socket.create_connection((PEER, AGENT_PORT), timeout=5)
+                break
+            except OSError:
+                if time.time() > deadline:
+                    raise RuntimeError("no agent at %s:%d after %d s" % (PEER, AGENT_PORT,
+                                                                         timeout))
+                time.sleep(2)
+        self.sock.settimeout(None)
+        self.f = self.sock.makefile("rw")
+        self.ports = {}
+
+    def qmp_port(self, name):
+        """The TCP port of QEMU @name's QMP on the second host."""
+        return self.ports.setdefault(name, 4600 + len(self.ports))
+
+    def call(self, op, **args):
+        args["op"] = op
+        self.f.write(json.dumps(args) + "\n")
+        self.f.flush()
+        line = self.f.readline()
+        if not line:
+            raise RuntimeError("the agent at %s closed the connection" % PEER)
+        r = json.loads(line)
+        if "error" in r:
+            raise RuntimeError("agent %s: %s" % (op, r["error"]))
+        return r
+
+
+def agent_main(addr, port):
+    """The agent of the second test host: starts and stops its QEMUs, and writes its
+    devices' backing files, as the first host's qemu-migrate.py asks."""
+    os.makedirs(PEER_RUN, exist_ok=True)
+    procs = {}
+    srv = socket.socket()
+    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    srv.bind((addr, port))
+    srv.listen(1)
+    # Host 1 connects once its in-guest cases are done; a host 1 that never does fails
+    # this host's run rather than hold it until the runner's timeout.
+    srv.settimeout(1500)
+    print("agent: listening on %s:%d" % (addr, port), flush=True)
+    while True:
+        conn, _ = srv.accept()
+        conn.settimeout(None)
+        f = conn.makefile("rw")
+        for line in f:
+            req = json.loads(line)
+            op = req.pop("op")
+            try:
+                if op == "qemu":
+                    log = open(os.path.join(PEER_RUN, req["name"] + ".log"), "w")
+                    procs[req["name"]] = subprocess.Popen(req["args"], stdout=log,
+                                                          stderr=subprocess.STDOUT)
+                    r = {}
+                elif op == "wait":
+                    try:
+                        r = {"rc": procs[req["name"]].wait(req["timeout"])}
+                    except subprocess.TimeoutExpired:
+                        r = {"rc": None}
+                elif op == "kill":
+                    procs[req["name"]].kill()
+                    r = {"rc": procs[req["name"]].wait()}
+                elif op == "pattern":
+                    set_pattern(req["letter"], req["seed"])
+                    r = {}
+                elif op == "kmsg":
+                    with open("/dev/kmsg", "w") as k:
+                        k.write(req["line"] + "\n")
+                    r = {}
+                elif op == "dmesg":
+                    r = {"log": subprocess.run(["dmesg"], capture_output=True,
+                                               text=True).stdout}
+                elif op == "bye":
+                    for p in procs.values():
+                        if p.poll() is None:
+                            p.kill()
+                            p.wait()
+                    f.write("{}\n")
+                    f.flush()
+                    return
+                else:
+                    r = {"error": "unknown op %r" % op}
+            except Exception as e:  # noqa: BLE001 - every failure goes back to the caller
+                r = {"error": "%s: %s" % (type(e).__name__, e)}
+            f.write(json.dumps(r) + "\n")
+            f.flush()
+        conn.close()
+        raise RuntimeError("host 1 closed the connection without saying bye")
 
 
 def file_bytes(path, length):
@@ -214,25 +375,42 @@ def file_bytes(path, length):
         return f.read(length)
 
 
-def set_pattern(letter, seed):
-    """Fill ivshmem @letter's memory with a pattern, through its backing file."""
-    pattern = bytes((seed * 131 + i * 7 + (i >> 12)) & 0xff for i in range(MIB))
+def pattern_of(seed):
+    """A MiB whose byte i is (seed * 131 + i * 7 + (i >> 12)) mod 256: each page is one
+    256-byte cycle repeated, shifted by the page's number (a byte at a time, this takes
+    seconds under TCG)."""
+    cycle = bytes(i * 7 & 0xff for i in range(256)) * (PAGE // 256)
+    return b"".join(cycle.translate(bytes((b + seed * 131 + p) & 0xff for b in range(256)))
+                    for p in range(MIB // PAGE))
+
+
+def set_pattern(letter, seed, peer=None):
+    """Fill ivshmem @letter's memory with a pattern, through its backing file (on the second
+    host's if @peer, its Agent, is given)."""
+    if peer:
+        peer.call("pattern", letter=letter, seed=seed)
+    pattern = pattern_of(seed)
+    if peer:
+        return pattern
     with open(os.path.join(OUT, "ivshmem-" + letter), "r+b") as f:
         f.write(pattern)
     return pattern
 
 
-def migrate(src, dst, port, caps=(), params=None, cancel_after=None):
-    """Migrate @src to @dst; returns the final query-migrate of the source."""
+def migrate(src, dst, port, caps=(), params=None, cancel_after=None, both=None, during=None):
+    """Migrate @src to @dst; returns the final query-migrate of the source. @both: parameters
+    for both sides; @during(info): called with each query-migrate while it runs."""
     for vm in (src, dst):
         if caps:
             vm.qmp.cmd("migrate-set-capabilities",
                        capabilities=[{"capability": c, "state": True} for c in caps])
+        if both:
+            vm.qmp.cmd("migrate-set-parameters", **both)
     # Under TCG inside TCG the measured bandwidth is low: with the default
     # 300 ms downtime limit the device state alone would never fit and the
     # migration would stay in pre-copy. The cancel case keeps it there.
     src.qmp.cmd("migrate-set-parameters", **(params or {"downtime-limit": 20000}))
-    uri = "tcp:127.0.0.1:%d" % port
+    uri = "tcp:%s:%d" % (dst.addr, port)
     dst.qmp.cmd("migrate-incoming", uri=uri)
     src.qmp.cmd("migrate", uri=uri)
     start = time.time()
@@ -245,6 +423,8 @@ def migrate(src, dst, port, caps=(), params=None, cancel_after=None):
         if cancel_after is not None and not cancelled and time.time() - start > cancel_after:
             src.qmp.cmd("migrate_cancel")
             cancelled = True
+        if during:
+            during(info)
         if time.time() - start > 300:
             src.qmp.cmd("migrate_cancel")
             return {"status": "timeout", "last": info}
@@ -286,10 +466,11 @@ def run_case(name, fn):
 def plain(vms):
     pattern = set_pattern("c", 1)
     set_pattern("d", 2)
-    src = Vm("plain-src", [BDF["C"]])
+    src = Vm("plain-src", [BDF["C"]], lazy=True)
     vms.append(src)
     dst = Vm("plain-dst", [BDF["D"]], incoming=True)
     vms.append(dst)
+    src.connect()
     tap("dirty tracking" not in src.output(),
         "plain: no dirty tracking warning for ivshmem (it has DMA logging)", src.output())
     # With the return path the source learns whether the
@@ -309,26 +490,49 @@ def plain(vms):
 def precopy(vms):
     pattern = set_pattern("c", 3)
     set_pattern("d", 4)
-    src = Vm("precopy-src", [BDF["C"]])
+    src = Vm("precopy-src", [BDF["C"]], lazy=True)
     vms.append(src)
     dst = Vm("precopy-dst", [BDF["D"]], incoming=True)
     vms.append(dst)
+    src.connect()
     info = migrate(src, dst, 4442, caps=("return-path", "switchover-ack"))
     report("PRE_COPY + switchover-ack C -> D", info, vfio_bytes(info))
     tap(info["status"] == "completed", "precopy: C -> D with switchover-ack completed",
         json.dumps(info), dst.output())
     tap(dst.status() == "running", "precopy: the destination runs")
     tap(dst.read_bar("dev0", 2) == pattern, "precopy: D's memory is the pattern")
+    if re.match(r"11\.[1-9]|1[2-9]\.|[2-9]\d\.", qemu_version(QEMU)):
+        qemu_11_precopy(src, dst)
+
+
+def qemu_11_precopy(src, dst):
+    """What QEMU 11.1 asks of a PRE_COPY device that 10.0 does not: the PRECOPY_INFOv2
+    opt-in at realize, and with switchover-ack in its new mode (machine q35 = pc-q35-11.1),
+    a last PRECOPY_INFO when the VM stops, before PRE_COPY_P2P, which must not report
+    REINIT (new initial data would fail the switchover)."""
+    for vm in (src, dst):
+        tap(re.search(r"vfio_migration_init .*precopy_info_v2_used 1", vm.traced()) is not None,
+            "precopy, QEMU 11.1: %s's device accepted the PRECOPY_INFOv2 opt-in" % vm.name,
+            "\n".join(l for l in vm.traced().splitlines() if "vfio_migration_init" in l))
+    lines = src.traced().splitlines()
+    p2p = [i for i, l in enumerate(lines) if re.search(r"set_state\b.*new state PRE_COPY_P2P", l)]
+    queries = [i for i, l in enumerate(lines) if "vfio_query_precopy_size " in l]
+    last = max((i for i in queries if p2p and i < p2p[0]), default=None)
+    tap(p2p and last is not None and "reinit 0, ret 0" in lines[last] and
+        all("reinit 0" in lines[i] for i in queries),
+        "precopy, QEMU 11.1: the last PRECOPY_INFO before PRE_COPY_P2P succeeds, no REINIT",
+        "\n".join(lines[-40:]))
 
 
 def p2p(vms):
     pc, pe = set_pattern("c", 5), set_pattern("e", 6)
     set_pattern("d", 7)
     set_pattern("f", 8)
-    src = Vm("p2p-src", [BDF["C"], BDF["E"]])
+    src = Vm("p2p-src", [BDF["C"], BDF["E"]], lazy=True)
     vms.append(src)
     dst = Vm("p2p-dst", [BDF["D"], BDF["F"]], incoming=True)
     vms.append(dst)
+    src.connect()
     info = migrate(src, dst, 4443, caps=("return-path",))
     report("two devices (P2P) C+E -> D+F", info, vfio_bytes(info))
     tap(info["status"] == "completed", "p2p: C+E -> D+F completed", json.dumps(info),
@@ -337,16 +541,24 @@ def p2p(vms):
         "p2p: D and F hold C's and E's patterns")
 
 
-def kernel_log_since(marker):
-    """The kernel log's lines after the line MARKER (written by kmsg_mark)."""
-    lines = subprocess.run(["dmesg"], capture_output=True, text=True).stdout.splitlines()
+def kernel_log_since(marker, peer=None):
+    """The kernel log's lines after the line MARKER (written by kmsg_mark), on the second
+    host if @peer is given."""
+    if peer:
+        lines = peer.call("dmesg")["log"].splitlines()
+    else:
+        lines = subprocess.run(["dmesg"], capture_output=True, text=True).stdout.splitlines()
     at = max((i for i, l in enumerate(lines) if l.endswith(marker)), default=None)
     return lines[at + 1:] if at is not None else []
 
 
-def kmsg_mark(name):
-    """Writes a line into the kernel log, so a case reads only what it caused."""
+def kmsg_mark(name, peer=None):
+    """Writes a line into the kernel log (the second host's if @peer is given), so a case
+    reads only what it caused."""
     marker = "rustmig-test: %s starts at %.6f" % (name, time.monotonic())
+    if peer:
+        peer.call("kmsg", line=marker)
+        return marker
     with open("/dev/kmsg", "w") as f:
         f.write(marker + "\n")
     return marker
@@ -365,7 +577,7 @@ def refused(vms):
     # With the return path the source waits for the destination's verdict (see plain).
     info = migrate(src, dst, 4444, caps=("return-path",))
     report("edu -> ivshmem D (refused)", info, vfio_bytes(info))
-    dst.proc.wait(30)
+    dst.wait(30)
     out = dst.output()
     tap(info["status"] == "failed", "refused: edu -> ivshmem fails", json.dumps(info), out)
     # The driver refuses the stream with EPROTO (its identity differs), and
@@ -393,10 +605,11 @@ def refused(vms):
 
 def cancelled(vms):
     pattern = set_pattern("c", 9)
-    src = Vm("cancel-src", [BDF["C"]])
+    src = Vm("cancel-src", [BDF["C"]], lazy=True)
     vms.append(src)
     dst = Vm("cancel-dst", [BDF["D"]], incoming=True)
     vms.append(dst)
+    src.connect()
     # Slow enough to still be in pre-copy a second in.
     info = migrate(src, dst, 4446, caps=("return-path", "switchover-ack"),
                    params={"max-bandwidth": 64 * 1024}, cancel_after=1.0)
@@ -622,23 +835,260 @@ def writer_cost(vms):
                   "%.0f tracked in pre-copy: %.3fx" % (pages, off, on, on / off if off else 0))
 
 
+_agent = []
+xrows = []
+# One machine type on both sides, whatever their QEMU versions.
+XMACHINE = "pc-q35-10.0"
+
+
+def agent():
+    """The second host's agent, connected once."""
+    if not _agent:
+        _agent.append(Agent())
+    return _agent[0]
+
+
+def file_name(case, role):
+    """The name of a cross-host case's QEMU, for its files: xhost-CASE-ROLE."""
+    return "xhost-%s-%s" % (re.sub(r"[^a-z0-9]+", "-", case.lower()).strip("-"), role)
+
+
+def qemu_version(qemu):
+    out = subprocess.run([qemu, "--version"], capture_output=True, text=True).stdout
+    m = re.search(r"version (\d+\.\d+)", out)
+    return m.group(1) if m else "?"
+
+
+def same_backing(letter):
+    """Whether ivshmem @letter's backing file on the second host holds the same bytes as
+    the one on this host (both read through the host's files, not the guests')."""
+    with open(os.path.join(OUT, "ivshmem-" + letter), "rb") as a, \
+            open(os.path.join(PEER_OUT, "ivshmem-" + letter), "rb") as b:
+        return a.read() == b.read()
+
+
+def xhost(vms, case, letters, port, caps=("return-path",), params=None, both=None,
+          props="", dst_qemu=QEMU, channels=1):
+    """Migrates a guest with ivshmem @letters from this host to the same devices on the
+    second host: it must complete, leave the source paused and the destination running,
+    and the destination devices' backing files must equal the source's."""
+    peer = agent()
+    seed = 20 + port % 100
+    patterns = [set_pattern(l, seed + i) for i, l in enumerate(letters)]
+    for i, l in enumerate(letters):
+        set_pattern(l, seed + 50 + i, peer)
+    devs = [BDF[l.upper()] for l in letters]
+    # Both QEMUs start at once, each on its host.
+    dst = Vm(file_name(case, "dst"), devs, incoming=True, peer=peer, qemu=dst_qemu,
+             machine=XMACHINE, props=props, lazy=True)
+    vms.append(dst)
+    src = Vm(file_name(case, "src"), devs, machine=XMACHINE, props=props)
+    vms.append(src)
+    dst.connect()
+    info = migrate(src, dst, port, caps=caps, params=params, both=both)
+    names = "+".join(l.upper() for l in letters)
+    xreport("%s %s -> %s" % (case, names, names), info, channels, QEMU, dst_qemu)
+    tap(info["status"] == "completed", "xhost %s: %s on host 1 -> host 2 completed"
+        % (case, names), json.dumps(info), dst.output())
+    tap(src.status() == "postmigrate" and dst.status() == "running",
+        "xhost %s: the source is left paused, the destination runs" % case,
+        "source %s, destination %s" % (src.status(), dst.status()))
+    for l, pattern in zip(letters, patterns):
+        tap(same_backing(l) and file_bytes(os.path.join(PEER_OUT, "ivshmem-" + l), MIB)
+            == pattern, "xhost %s: host 2's ivshmem-%s equals host 1's, byte for byte"
+            % (case, l))
+    return src, dst
+
+
+def xreport(case, info, channels, src_qemu, dst_qemu):
+    xrows.append((case, info.get("status", "?"), info.get("total-time", "-"),
+                  info.get("downtime", "-"), vfio_bytes(info), channels,
+                  "%s -> %s" % (qemu_version(src_qemu), qemu_version(dst_qemu))))
+
+
+def xhost_plain(vms):
+    xhost(vms, "stop-and-copy", "c", 4460)
+
+
+def xhost_precopy(vms):
+    xhost(vms, "PRE_COPY + switchover-ack", "c", 4461, caps=("return-path", "switchover-ack"))
+
+
+def xhost_p2p(vms):
+    xhost(vms, "two devices (P2P)", "ce", 4462)
+
+
+def xhost_multifd(vms):
+    src, dst = xhost(vms, "multifd", "ce", 4463, caps=("return-path", "multifd"),
+                     both={"multifd-channels": 4}, props=",x-migration-multifd-transfer=on",
+                     channels=4)
+    # The save threads log from their own threads: all of it is in the file once QEMU exits.
+    src.quit()
+    # The device state went through the multifd channels: QEMU's threads for it ran on both
+    # sides, once for each device.
+    sent = re.findall(r"vfio_save_complete_precopy_thread_end .* ret 0", src.traced())
+    loaded = re.findall(r"vfio_load_bufs_thread_end", dst.traced())
+    tap(len(sent) == 2 and len(loaded) == 2,
+        "xhost multifd: both devices' state moved through the multifd channels",
+        "save threads that ended well: %d, load threads: %d" % (len(sent), len(loaded)),
+        src.traced()[-3000:], dst.traced()[-3000:])
+
+
+def xhost_versions(vms):
+    if not QEMU_11:
+        raise RuntimeError("no QEMU 11.1 (RUSTMIG_QEMU_11)")
+    xhost(vms, "QEMU 10.0 -> 11.1, PRE_COPY", "c", 4464, caps=("return-path", "switchover-ack"),
+          dst_qemu=QEMU_11)
+
+
+def xhost_refused(vms):
+    """edu on host 1 to ivshmem D on host 2: refused there; the source runs on, and the
+    retry to host 2's edu completes."""
+    peer = agent()
+    marker = kmsg_mark("xhost refused", peer)
+    dst = Vm("xhost-refused-dst", [BDF["D"]], incoming=True, peer=peer, machine=XMACHINE,
+             lazy=True)
+    vms.append(dst)
+    src = Vm("xhost-refused-src", [BDF["EDU"]], machine=XMACHINE)
+    vms.append(src)
+    before = src.read_regs("dev0", 0, EDU_REGS)
+    dst.connect()
+    info = migrate(src, dst, 4465, caps=("return-path",))
+    xreport("refused: edu -> ivshmem D", info, 1, QEMU, QEMU)
+    dst.wait(30)
+    out = dst.output()
+    tap(info["status"] == "failed", "xhost refused: edu -> host 2's ivshmem fails",
+        json.dumps(info), out)
+    tap("load of migration failed: Protocol error" in out,
+        "xhost refused: host 2's QEMU fails its load with EPROTO", out)
+    since = kernel_log_since(marker, peer)
+    tap(any("resume: stream refused, its backend differs" in l for l in since),
+        "xhost refused: host 2's kernel log names the field that differs",
+        "\n".join(since[-10:]))
+    tap(src.status() == "running", "xhost refused: the source still runs")
+    after = src.read_regs("dev0", 0, EDU_REGS)
+    tap(after == before and before[0] == 0x010000ed, "xhost refused: edu's registers are intact",
+        "before: %s" % [hex(r) for r in before], "after:  %s" % [hex(r) for r in after])
+    dst2 = Vm("xhost-refused-retry", [BDF["EDU"]], incoming=True, peer=peer, machine=XMACHINE)
+    vms.append(dst2)
+    info = migrate(src, dst2, 4466, caps=("return-path",))
+    xreport("retry: edu -> edu", info, 1, QEMU, QEMU)
+    tap(info["status"] == "completed", "xhost refused: the retry to host 2's edu completes",
+        json.dumps(info), dst2.output())
+    moved = dst2.read_regs("dev0", 0, EDU_REGS)
+    tap(moved == after, "xhost refused: host 2's edu has host 1's edu registers",
+        "host 1: %s" % [hex(r) for r in after], "host 2: %s" % [hex(r) for r in moved])
+
+
+def xhost_interrupted(vms, case, port, interrupt):
+    """A migration of C in pre-copy, slowed down, that @interrupt(src, dst) stops after a
+    second of device data: the source must run on with C intact, and a retry to the same
+    device on host 2, after its QEMU is gone, must complete byte for byte."""
+    peer = agent()
+    pattern = set_pattern("c", 40 + port % 10)
+    set_pattern("c", 90, peer)
+    dst = Vm(file_name(case, "dst"), [BDF["C"]], incoming=True, peer=peer, machine=XMACHINE,
+             lazy=True)
+    vms.append(dst)
+    src = Vm(file_name(case, "src"), [BDF["C"]], machine=XMACHINE)
+    vms.append(src)
+    dst.connect()
+    state = {}
+
+    def during(info):
+        if "at" not in state and vfio_bytes(info) not in ("-", 0):
+            state["at"] = time.time()
+        if "at" in state and "done" not in state and time.time() - state["at"] > 1:
+            state["done"] = interrupt(src, dst)
+
+    info = migrate(src, dst, port, caps=("return-path", "switchover-ack"),
+                   params={"max-bandwidth": 64 * 1024}, during=during)
+    xreport("%s, C" % case, info, 1, QEMU, QEMU)
+    tap("done" in state and info["status"] in ("cancelled", "failed"),
+        "xhost %s: the migration stops mid-stream" % case, json.dumps(info),
+        "interrupted: %s" % state.get("done"))
+    tap(src.status() == "running", "xhost %s: the source runs" % case)
+    tap(src.read_bar("dev0", 2) == pattern and
+        file_bytes(os.path.join(OUT, "ivshmem-c"), MIB) == pattern,
+        "xhost %s: host 1's C is intact" % case)
+    # The destination QEMU waits for a stream that never comes: gone, its device was
+    # reset when its file closed.
+    dst.kill()
+    dst2 = Vm(file_name(case, "retry"), [BDF["C"]], incoming=True, peer=peer,
+              machine=XMACHINE)
+    vms.append(dst2)
+    # The source keeps the interrupted migration's capabilities, which the destination must
+    # share, and its bandwidth limit: at full speed again.
+    info = migrate(src, dst2, port + 1, caps=("return-path", "switchover-ack"),
+                   params={"downtime-limit": 20000, "max-bandwidth": 1 << 30})
+    xreport("%s, retry C" % case, info, 1, QEMU, QEMU)
+    tap(info["status"] == "completed" and same_backing("c"),
+        "xhost %s: a retry to host 2's C completes, byte for byte" % case,
+        json.dumps(info), dst2.output())
+
+
+def xhost_cancel(vms):
+    def cancel(src, _dst):
+        src.qmp.cmd("migrate_cancel")
+        return "migrate_cancel"
+    xhost_interrupted(vms, "cancel", 4467, cancel)
+
+
+def xhost_netdrop(vms):
+    def drop(src, _dst):
+        # The link goes down under the stream; QEMU would wait for TCP to give up, so the
+        # operator cancels, then the link comes back.
+        subprocess.run(["ip", "link", "set", XLINK, "down"], check=True)
+        time.sleep(3)
+        st = src.qmp.cmd("query-migrate").get("status")
+        src.qmp.cmd("migrate_cancel")
+        deadline = time.time() + 60
+        while src.qmp.cmd("query-migrate").get("status") not in ("cancelled", "failed"):
+            if time.time() > deadline:
+                break
+            time.sleep(0.2)
+        subprocess.run(["ip", "link", "set", XLINK, "up"], check=True)
+        return "link down 3 s (migration %s), cancelled, link up" % st
+    xhost_interrupted(vms, "network drop", 4469, drop)
+
+
+XLINK = os.environ.get("RUSTMIG_XHOST_LINK", "eth0")
+
+
 # P2P last but the edu case: the host then checks that C = D and E = F.
 CASES = (("plain", plain), ("precopy", precopy), ("cancel", cancelled),
          ("p2p", p2p), ("refused", refused), ("writer", writer))
 BENCH = (("writer-big", writer_big), ("writer-cost", writer_cost))
+XHOST = (("xhost-plain", xhost_plain), ("xhost-precopy", xhost_precopy), ("xhost-p2p", xhost_p2p),
+         ("xhost-refused", xhost_refused), ("xhost-cancel", xhost_cancel),
+         ("xhost-netdrop", xhost_netdrop), ("xhost-multifd", xhost_multifd),
+         ("xhost-versions", xhost_versions))
+if AGENT:
+    agent_main(sys.argv[2], int(sys.argv[3]))
+    sys.exit(0)
 wanted = sys.argv[2:] or [name for name, _ in CASES]
-for name, fn in CASES + BENCH:
+for name, fn in CASES + BENCH + XHOST:
     if name in wanted:
         print("== qemu migration: " + name, flush=True)
         run_case(name, fn)
+if _agent:
+    _agent[0].call("bye")
 
-print("QEMU migration report (TCG inside the test VM):")
-print("  %-42s %-10s %9s %11s %12s %12s %12s" % (
-    "migration", "status", "total ms", "downtime ms", "device bytes", "pre-copy B",
-    "stop-copy B"))
-for r in rows:
-    print("  %-42s %-10s %9s %11s %12s %12s %12s" % r)
+if rows:
+    print("QEMU migration report (TCG inside the test VM, QEMU %s):" % qemu_version(QEMU))
+    print("  %-42s %-10s %9s %11s %12s %12s %12s" % (
+        "migration", "status", "total ms", "downtime ms", "device bytes", "pre-copy B",
+        "stop-copy B"))
+    for r in rows:
+        print("  %-42s %-10s %9s %11s %12s %12s %12s" % r)
 for r in ratios:
     print("  " + r)
+if xrows:
+    print("Cross-host migration report (host 1 -> host 2 over their virtual network):")
+    print("  %-42s %-10s %9s %11s %12s %8s %14s" % (
+        "migration", "status", "total ms", "downtime ms", "device bytes", "channels",
+        "QEMU versions"))
+    for r in xrows:
+        print("  %-42s %-10s %9s %11s %12s %8s %14s" % r)
 with open(TAP, "a") as f:
     f.write("1..%d\n" % tap_n)

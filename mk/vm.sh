@@ -7,10 +7,14 @@
 # The guest runs mk/guest-init.sh, which writes TAP results and dmesg to the
 # output directory.
 #
-# Usage: vm.sh --mode demo|check|gate|bench|shell|try|repro|mutants --obj OBJ_DIR --tests SELFTEST_DIR --out OUT_DIR
+# Usage: vm.sh --mode demo|check|gate|bench|shell|try|repro|mutants|xhost --obj OBJ_DIR --tests SELFTEST_DIR --out OUT_DIR
 #              [--inspect RUSTMIG_INSPECT] [--inject INJECT_DIR (mk/inject.sh's modules)]
 #              [--early NAME (check: mk/inject/NAME's bug is met first, then every test runs)]
 #              [--keep (keep OUT_DIR's results of an earlier run)]
+# Environment for one of mk/xhost.sh's two test hosts: RUSTMIG_XHOST (1 or 2),
+# RUSTMIG_XHOST_NET (server:PORT or client:PORT, the stream netdev joining
+# them on this machine's loopback), RUSTMIG_XHOST_PEER_OUT (the other host's
+# output directory), RUSTMIG_QEMU_11 (QEMU 11.1, for the guest).
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -28,7 +32,7 @@ while [ $# -gt 0 ]; do
 	*) echo "vm: unknown argument '$1'" >&2; exit 2 ;;
 	esac
 done
-case "$mode" in demo|check|gate|bench|shell|try|repro|mutants) ;; *) echo "vm: bad --mode '$mode'" >&2; exit 2 ;; esac
+case "$mode" in demo|check|gate|bench|shell|try|repro|mutants|xhost) ;; *) echo "vm: bad --mode '$mode'" >&2; exit 2 ;; esac
 [ -n "$obj" ] && [ -n "$out" ] || { echo "vm: --obj and --out are required" >&2; exit 2; }
 kernel=$obj/arch/x86/boot/bzImage
 [ -f "$kernel" ] || { echo "vm: no kernel at $kernel" >&2; exit 1; }
@@ -80,7 +84,30 @@ RUSTMIG_INJECT=$inject
 RUSTMIG_EARLY=$early
 RUSTMIG_REPRO_MINUTES=${RUSTMIG_REPRO_MINUTES:-10}
 RUSTMIG_TRY='$(printf %s "${RUSTMIG_TRY:-}" | sed "s/'/'\\\\''/g")'
+RUSTMIG_QEMU_11=${RUSTMIG_QEMU_11:-}
+RUSTMIG_TOOL=${RUSTMIG_TOOL:-$inspect}
 ENV
+
+# One of the two test hosts: a virtio-net link to the other, which only this
+# machine's loopback carries.
+netargs=()
+if [ -n "${RUSTMIG_XHOST:-}" ]; then
+	host=$RUSTMIG_XHOST
+	case "$RUSTMIG_XHOST_NET" in
+	server:*) stream="server=on" ;;
+	client:*) stream="server=off,reconnect-ms=1000" ;;
+	*) echo "vm: bad RUSTMIG_XHOST_NET '$RUSTMIG_XHOST_NET'" >&2; exit 2 ;;
+	esac
+	netargs=(-netdev "stream,id=xnet,$stream,addr.type=inet,addr.host=127.0.0.1,addr.port=${RUSTMIG_XHOST_NET#*:}"
+		-device "virtio-net-pci,netdev=xnet,mac=52:54:00:99:00:0$host")
+	cat >> "$out/env.sh" <<ENV
+RUSTMIG_XHOST=$host
+RUSTMIG_XHOST_ADDR=10.99.0.$host
+RUSTMIG_XHOST_PEER=10.99.0.$((3 - host))
+RUSTMIG_XHOST_PEER_OUT=$RUSTMIG_XHOST_PEER_OUT
+RUSTMIG_XHOST_LINK=eth0
+ENV
+fi
 
 # Two vCPUs, on single-threaded TCG (one host thread runs them in turn).
 # QEMU 10.0's multi-threaded TCG loses a virtio notification now and then
@@ -112,6 +139,7 @@ args=(
 	-fsdev local,id=out,path="$out",security_model=none
 	-device virtio-9p-pci,fsdev=out,mount_tag=rustmigout
 	"${devargs[@]}"
+	${netargs[@]+"${netargs[@]}"}
 	-monitor unix:"$monitor",server=on,wait=off
 	-no-reboot
 )
@@ -192,7 +220,7 @@ if [ "$mode" = check ]; then
 	done
 	echo "1..$n" >> "$out/results/host.tap"
 	sed 's/^/vm: /' "$out/results/host.tap"
-	# The stream and descriptors the guest saved, read by rustmig-inspect.
+	# The stream and descriptors the guest saved, read by rustmig (tools/rustmig).
 	if [ -n "$inspect" ]; then
 		"$repo/mk/host-inspect.sh" "$out/results" "$inspect" | sed 's/^/vm: /' || true
 	fi
