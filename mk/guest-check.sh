@@ -169,6 +169,11 @@ run_test rustmig.vfio_pci_device_test.edu "$T/vfio_pci_device_test" "$EDU"
 echo "== QEMU live migration inside the VM"
 /usr/bin/python3 "$RUSTMIG_REPO/mk/qemu-migrate.py" "$RESULTS"
 
+# The rustmig command (tools/rustmig) on these devices: every command, its
+# output and exit status, and the failures (mk/guest-tool.sh).
+echo "== the rustmig command"
+sh "$RUSTMIG_REPO/mk/guest-tool.sh" rustmig
+
 # The kernel::vfio sample: a migratable variant driver with no unsafe code,
 # checked against the migration uAPI (all three features: 7). On edu 2, with
 # rustmig still loaded and bound to the other devices: both drivers run
@@ -202,6 +207,11 @@ tap_check "an mtty device is created" sh -c "echo $MTTY > $MTTY_TYPE/create"
 VFIO_MIGRATION_TEST_FLAGS=7 VFIO_MIGRATION_TEST_PRECOPY_END=0 VFIO_MIGRATION_TEST_DATA_SIZE=estimate \
 	VFIO_MIGRATION_TEST_POLL=0 VFIO_MIGRATION_TEST_RESUMING_IOCTL=ENOTTY \
 	run_test mtty.migration "$T/vfio_pci_migration_test" "$MTTY"
+# rustmig's save and load on mtty: the command is not rustmig-only.
+MTTY2=83b8f4f2-509f-382f-3c1e-e6bfe0fa1002
+tap_check "a second mtty device is created" sh -c "echo $MTTY2 > $MTTY_TYPE/create"
+sh "$RUSTMIG_REPO/mk/guest-tool.sh" mtty "$MTTY" "$MTTY2"
+tap_check "the second mtty device is removed" sh -c "echo 1 > /sys/bus/mdev/devices/$MTTY2/remove"
 tap_check "the mtty device is removed" sh -c "echo 1 > /sys/bus/mdev/devices/$MTTY/remove"
 tap_check "mtty and mdev unload" sh -c "rmmod mtty && rmmod mdev"
 tap_end

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: GPL-2.0
 #
-# Check from the host, with rustmig-inspect (tools/rustmig), what a 'make check'
+# Check from the host, with rustmig (tools/rustmig), what a 'make check'
 # VM run saved in its results directory: stream-c.bin, a stream saved by the
 # driver from ivshmem C, and descriptor-c.txt, descriptor-d.txt and
 # descriptor-edu.txt, the migration_compat attributes of ivshmem C, ivshmem D
@@ -60,7 +60,7 @@ desc_edu=$results/descriptor-edu.txt
 
 missing=0
 if [ ! -x "$bin" ]; then
-	tap_fail "rustmig-inspect is built" "no executable at $bin ('make tools' builds it)"
+	tap_fail "rustmig is built" "no executable at $bin ('make tools' builds it)"
 	missing=1
 fi
 for f in "$stream" "$desc_c" "$desc_d" "$desc_edu"; do

@@ -8,50 +8,105 @@ use std::io::{self, Read, Write};
 use crate::compat::{self, Verdict};
 use crate::descriptor::{self, Descriptor};
 use crate::inspect::{self, errno_name, header_refusal, Outcome};
+use crate::ops::{self, Progress};
 use crate::stream::{Header, HEADER_LEN, MAGIC, VERSION_MAJOR};
 
 const USAGE: &str = "\
-usage: rustmig-inspect inspect FILE
-       rustmig-inspect descriptor FILE
-       rustmig-inspect compat A B
+usage: rustmig COMMAND ARGS...
 
-  inspect FILE     read a rustmig migration stream through the driver's parser: print its
-                   header, one line per checked record and the counts per tag; exit 0 for a
-                   complete, valid stream, 1 for a refused (with the errno and where) or
-                   incomplete one
-  descriptor FILE  print the compatibility descriptor of a stream's header
-  compat A B       can a stream saved from A be loaded into B? A and B are each a
-                   descriptor file (a device's migration_compat attribute) or a stream;
-                   prints \"compatible\" (exit 0) or \"incompatible: FIELD differs (A vs B)\"
-                   (exit 1)
+On a host's VFIO devices (DEV: a PCI address such as 0000:04:00.0, or an mdev's UUID; the
+device must be bound to a VFIO driver and not open elsewhere, e.g. by QEMU):
+  list                 the VFIO devices, their driver, whether they are migratable, their
+                       migration flags and state size, and for rustmig devices the
+                       compatibility descriptor
+  state DEV [STATE]    show the device's migration state, or move it to STATE (STOP,
+                       RUNNING, STOP_COPY, RESUMING, RUNNING_P2P, PRE_COPY, PRE_COPY_P2P)
+                       or `reset` it (VFIO_DEVICE_RESET), and show the state reached; the
+                       device is reset again when the command exits
+  save DEV FILE        the device's state through STOP_COPY into FILE (the raw stream, which
+                       `inspect` reads); the device runs again afterwards. Any VFIO
+                       migration driver.
+  load DEV FILE        FILE's stream into the device through RESUMING, then RUNNING
+  preflight SRC DEV    would DEV accept a stream from the device that SRC describes (a
+                       descriptor file, e.g. a copy of the source's migration_compat, or a
+                       saved stream)? Prints \"compatible\" (exit 0) or the field that
+                       differs (exit 1), without touching either device
+  estimate DEV --bandwidth B [--precopy]
+                       the bytes STOP_COPY would move now (MIG_DATA_SIZE) and the time at B
+                       bytes/s (K, M, G: powers of 1024); with --precopy, also after reading
+                       the initial pre-copy data, as a migration's pre-copy does
+  save and load print progress every 10% with --progress.
 
-FILE may be - for the standard input. Exit 2: usage error, unreadable or malformed input.
+On files:
+  inspect FILE         read a rustmig migration stream through the driver's parser: print its
+                       header, one line per checked record and the counts per tag; exit 0 for
+                       a complete, valid stream, 1 for a refused (with the errno and where) or
+                       incomplete one
+  descriptor FILE      print the compatibility descriptor of a stream's header
+  compat A B           can a stream saved from A be loaded into B? A and B are each a
+                       descriptor file (a device's migration_compat attribute) or a stream;
+                       prints \"compatible\" (exit 0) or \"incompatible: FIELD differs (A vs B)\"
+                       (exit 1)
+
+FILE may be - for the standard input (inspect, descriptor, compat). Exit 2: usage error,
+unreadable or malformed input, or a device operation that failed (the message says which and
+why).
 ";
+
+/// Every command.
+const COMMANDS: [&str; 9] = [
+    "inspect",
+    "descriptor",
+    "compat",
+    "list",
+    "state",
+    "save",
+    "load",
+    "preflight",
+    "estimate",
+];
+
+/// Removes `flag` from `args`; returns whether it was there.
+fn take_flag(args: &mut Vec<&str>, flag: &str) -> bool {
+    let before = args.len();
+    args.retain(|a| *a != flag);
+    args.len() != before
+}
 
 /// The longest descriptor file read.
 const MAX_DESCRIPTOR: usize = 4096;
 
 /// Runs the command line `args` (without the program name); returns the exit status.
 pub fn run(args: &[String], out: &mut dyn Write, err: &mut dyn Write) -> u8 {
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let progress = take_flag(&mut args, "--progress");
+    let precopy = take_flag(&mut args, "--precopy");
+    let mut p = Progress { out, on: progress };
     let r = match args[..] {
-        ["inspect", file] => cmd_inspect(file, out),
-        ["descriptor", file] => cmd_descriptor(file, out),
-        ["compat", a, b] => cmd_compat(a, b, out),
-        ["-h" | "--help" | "help"] => write!(out, "{USAGE}")
+        ["inspect", file] => cmd_inspect(file, p.out),
+        ["descriptor", file] => cmd_descriptor(file, p.out),
+        ["compat", a, b] => cmd_compat(a, b, p.out),
+        ["list"] => ops::list(p.out),
+        ["state", dev] => ops::state(dev, None, p.out),
+        ["state", dev, to] => ops::state(dev, Some(to), p.out),
+        ["save", dev, file] => ops::save(dev, file, &mut p),
+        ["load", dev, file] => ops::load(dev, file, &mut p),
+        ["preflight", src, dev] => ops::preflight(src, dev, load, p.out),
+        ["estimate", dev, "--bandwidth", bw] => {
+            ops::parse_bandwidth(bw).and_then(|bw| ops::estimate(dev, bw, precopy, p.out))
+        }
+        ["-h" | "--help" | "help"] => write!(p.out, "{USAGE}")
             .map(|()| 0)
             .map_err(|e| e.to_string()),
         [] => Err(format!("a command is needed\n{USAGE}")),
-        [cmd, ..] if ["inspect", "descriptor", "compat"].contains(&cmd) => {
-            Err(format!("wrong arguments for {cmd}\n{USAGE}"))
-        }
+        [cmd, ..] if COMMANDS.contains(&cmd) => Err(format!("wrong arguments for {cmd}\n{USAGE}")),
         [cmd, ..] => Err(format!("unknown command '{cmd}'\n{USAGE}")),
     };
     match r {
         Ok(code) => code,
         Err(msg) => {
             // Nothing better to do if stderr fails.
-            let _ = writeln!(err, "rustmig-inspect: {msg}");
+            let _ = writeln!(err, "rustmig: {msg}");
             2
         }
     }

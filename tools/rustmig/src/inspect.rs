@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! `rustmig-inspect inspect`: a stream, read piece by piece through the driver's [`Parser`].
+//! `rustmig inspect`: a stream, read piece by piece through the driver's [`Parser`].
 //!
 //! The parser reports a unit only once it is whole and checked (the header after its CRC, a
 //! record after its CRC), so every line printed for a record is a checked record. On top of the

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! rustmig-inspect: reads, checks and compares rustmig migration streams and compatibility
-//! descriptors.
+//! rustmig: operates VFIO migration on a host (`list`, `state`, `save`, `load`, `preflight`,
+//! `estimate`, through the VFIO uAPI, for any VFIO migration driver), and reads, checks and
+//! compares rustmig migration streams and compatibility descriptors.
 //!
 //! The stream format is the kernel driver's own module, `drivers/vfio/pci/rustmig/stream.rs`,
 //! built here unchanged over the `kernel` shim crate of this workspace: the inspector parses
@@ -23,7 +24,9 @@ mod cli;
 mod compat;
 mod descriptor;
 mod inspect;
+mod ops;
 pub mod sample;
+mod vfio;
 
 pub use cli::run;
 

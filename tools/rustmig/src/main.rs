@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! `rustmig-inspect inspect FILE | descriptor FILE | compat A B`: see `rustmig-inspect --help`.
+//! `rustmig COMMAND ARGS...`: see `rustmig --help`.
 
 use std::io::{stderr, stdout};
 use std::process::ExitCode;
@@ -11,7 +11,7 @@ fn main() -> ExitCode {
         .map(|a| a.into_string().ok())
         .collect();
     let Some(args) = args else {
-        eprintln!("rustmig-inspect: an argument is not valid UTF-8");
+        eprintln!("rustmig: an argument is not valid UTF-8");
         return ExitCode::from(2);
     };
     let code = rustmig_inspect::run(&args, &mut stdout().lock(), &mut stderr().lock());

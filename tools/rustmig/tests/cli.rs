@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! The rustmig-inspect binary on streams built with the driver's encoder.
+//! The rustmig binary on streams built with the driver's encoder.
 
 mod common;
 
@@ -263,15 +263,9 @@ fn malformed_input_and_usage_errors_exit_2() {
     ] {
         let r = inspect(&args);
         assert_eq!(r.code, 2, "{args:?}");
-        assert!(
-            r.stderr.starts_with("rustmig-inspect: "),
-            "{args:?}: {}",
-            r.stderr
-        );
+        assert!(r.stderr.starts_with("rustmig: "), "{args:?}: {}", r.stderr);
     }
     let r = inspect(&["--help"]);
     assert_eq!(r.code, 0);
-    assert!(r
-        .stdout
-        .starts_with("usage: rustmig-inspect inspect FILE\n"));
+    assert!(r.stdout.starts_with("usage: rustmig COMMAND ARGS...\n"));
 }

@@ -93,10 +93,10 @@ fn missing_inputs_fail_loudly() {
     let dir = scratch("host-no-binary");
     results(&dir, DESC_D);
     fs::remove_file(dir.join("descriptor-edu.txt")).unwrap();
-    let (r, tap) = host_inspect(&dir, "/nonexistent/rustmig-inspect");
+    let (r, tap) = host_inspect(&dir, "/nonexistent/rustmig");
     assert_eq!(r.code, 1);
     assert!(
-        tap.starts_with("not ok 1 inspect: rustmig-inspect is built\n"),
+        tap.starts_with("not ok 1 inspect: rustmig is built\n"),
         "{tap}"
     );
     assert!(

@@ -17,7 +17,10 @@
 //! The state machine's lock, then a session's I/O lock, then the core's `memory_lock`, then the
 //! dirty log's lock.
 
-use core::fmt::Write;
+use core::fmt::{
+    self,
+    Write, //
+};
 use kernel::{
     device::{
         self,
@@ -32,6 +35,7 @@ use kernel::{
         Vendor, //
     },
     prelude::*,
+    seq_file::SeqFile,
     sync::{
         aref::ARef,
         Mutex, //
@@ -60,6 +64,7 @@ mod edu;
 mod ivshmem;
 mod ratelimit;
 mod session;
+mod stats;
 mod stream;
 
 use backend::{
@@ -71,6 +76,7 @@ use backend::{
 };
 use dirty::DirtyLog;
 use ratelimit::Ratelimit;
+use stats::Stats;
 use stream::{
     Header,
     Identity,
@@ -117,32 +123,43 @@ pub(crate) struct RustMigDevice {
     pub(crate) refusals: Ratelimit,
     /// What the backend holds for the stopped device until it runs (see [`Held`]).
     pub(crate) held: Held,
+    /// What its migrations did, in debugfs.
+    #[pin]
+    pub(crate) stats: Stats,
 }
 
 impl RustMigDevice {
+    /// Refuses the stream being loaded with `e`: says why in the kernel log (rate limited) and
+    /// in the statistics.
+    pub(crate) fn refuse(&self, dev: &device::Device, e: Error, why: fmt::Arguments<'_>) -> Error {
+        if self.refusals.allow(dev) {
+            dev_err!(dev, "{why}\n");
+        }
+        self.stats.note(why);
+        e
+    }
+
     /// Checks the header of a stream being resumed against this device, by the rules of
     /// [`Identity::mismatch`], and that its length leaves room for the whole device state.
     pub(crate) fn check_header(&self, dev: &device::Device, h: &Header) -> Result {
         if let Some(field) = self.identity.mismatch(&h.identity) {
-            if self.refusals.allow(dev) {
-                dev_err!(
-                    dev,
-                    "resume: stream refused, its {field} differs from this device's\n"
-                );
-            }
-            return Err(EPROTO);
+            return Err(self.refuse(
+                dev,
+                EPROTO,
+                format_args!("resume: stream refused, its {field} differs from this device's"),
+            ));
         }
         // A version 2.0 stream's length is not known: its end record checks it is whole.
         if h.major == VERSION_MAJOR && h.payload_len < self.layout.payload_len() {
-            if self.refusals.allow(dev) {
-                dev_err!(
-                    dev,
-                    "resume: stream refused, {} bytes cannot hold the {} of this device's state\n",
+            return Err(self.refuse(
+                dev,
+                EINVAL,
+                format_args!(
+                    "resume: stream refused, {} bytes cannot hold the {} of this device's state",
                     h.payload_len,
                     self.layout.payload_len()
-                );
-            }
-            return Err(EINVAL);
+                ),
+            ));
         }
         Ok(())
     }
@@ -227,6 +244,7 @@ impl vfio_pci::Driver for RustMig {
             // Ten messages per five seconds.
             refusals: Ratelimit::new(10, 5_000_000_000),
             held: Held::default(),
+            stats <- Stats::new(),
         })
     }
 
@@ -237,6 +255,13 @@ impl vfio_pci::Driver for RustMig {
         out: &mut AttributeWriter<'_>,
     ) -> Result {
         writeln!(out, "{}", dev.data().identity).map_err(|_| EOVERFLOW)
+    }
+
+    const DEBUGFS: Option<&'static CStr> = Some(c"rustmig");
+
+    fn show_debugfs(dev: &vfio_pci::Device<Self, Bound>, out: &SeqFile) -> Result {
+        dev.data().stats.show(out);
+        Ok(())
     }
 
     fn close_device(dev: &vfio_pci::Device<Self, Bound>) {
@@ -427,6 +452,11 @@ impl Migration for RustMig {
         // A reset device takes nothing of a stream loaded before.
         dev.data().held.take();
         dev.unfence_bars();
+        dev.data().stats.reset();
+    }
+
+    fn arc_done(dev: &Self::Device, from: State, to: State) {
+        dev.data().stats.arc(from, to);
     }
 }
 

@@ -360,6 +360,9 @@ impl Live {
             self.page = 0;
             self.left = written_pages(&self.pages, 0).count();
             self.last = stop_copy;
+            if self.left > 0 {
+                dev.data().stats.pass(self.left);
+            }
             if self.left == 0 && !stop_copy {
                 return Ok(None);
             }
@@ -404,10 +407,26 @@ impl migration::Saver<RustMig> for Saver {
         stop_copy: bool,
         u: &mut KVec<u8>,
     ) -> Result<Option<Part>> {
+        let r = self.produce_unit(s, stop_copy, u);
+        if let Ok(Some(_)) = r {
+            self.dev.data().stats.saved(u.len());
+        }
+        r
+    }
+}
+
+impl Saver {
+    /// Builds the next unit of the stream into `u` ([`migration::Saver::produce`]).
+    fn produce_unit(
+        &mut self,
+        s: &Session<RustMig>,
+        stop_copy: bool,
+        u: &mut KVec<u8>,
+    ) -> Result<Option<Part>> {
         if let Mode::Live(l) = &mut self.mode {
             return l.produce(&self.dev, s, stop_copy, u);
         }
-        if self.pending(stop_copy).total() == 0 {
+        if migration::Saver::pending(self, stop_copy).total() == 0 {
             return Ok(None);
         }
         let Mode::Linear { cursor, next } = &mut self.mode else {
@@ -469,7 +488,7 @@ impl migration::Loader<RustMig> for Loader {
         // lock of a device whose memory decoding is off (a destination whose guest has not
         // run) turns it on and off again, which an emulated platform pays for dearly.
         let mut locked: Option<Bars<'_>> = None;
-        self.parser.feed(bytes, |ev| match ev {
+        let fed = self.parser.feed(bytes, |ev| match ev {
             Event::Header(h) => {
                 data.check_header(dev, h)?;
                 if h.major == VERSION_MAJOR_PRECOPY {
@@ -487,10 +506,11 @@ impl migration::Loader<RustMig> for Loader {
             } => {
                 let Some(idx) = data.layout.find(tag) else {
                     if mandatory {
-                        if data.refusals.allow(dev) {
-                            dev_err!(dev, "resume: unknown mandatory record {tag}\n");
-                        }
-                        return Err(EOPNOTSUPP);
+                        return Err(data.refuse(
+                            dev,
+                            EOPNOTSUPP,
+                            format_args!("resume: unknown mandatory record {tag}"),
+                        ));
                     }
                     return Ok(());
                 };
@@ -499,14 +519,14 @@ impl migration::Loader<RustMig> for Loader {
                 if let Some(pages) = covered.get_mut(idx) {
                     // Version 2.0: whole pages, anywhere in the section, the last one winning.
                     let Ok((first, n)) = section.page_range(offset, bytes.len()) else {
-                        if data.refusals.allow(dev) {
-                            dev_err!(
-                                dev,
-                                "resume: record {tag} at {offset}+{} is not whole pages\n",
+                        return Err(data.refuse(
+                            dev,
+                            EINVAL,
+                            format_args!(
+                                "resume: record {tag} at {offset}+{} is not whole pages",
                                 bytes.len()
-                            );
-                        }
-                        return Err(EINVAL);
+                            ),
+                        ));
                     };
                     let bars = match locked {
                         Some(ref b) => b,
@@ -527,14 +547,14 @@ impl migration::Loader<RustMig> for Loader {
                     0
                 };
                 if idx != *next_section || offset != *next_offset || bytes.len() as u64 != want {
-                    if data.refusals.allow(dev) {
-                        dev_err!(
-                            dev,
-                            "resume: record {tag} at {offset}+{} out of order\n",
+                    return Err(data.refuse(
+                        dev,
+                        EINVAL,
+                        format_args!(
+                            "resume: record {tag} at {offset}+{} out of order",
                             bytes.len()
-                        );
-                    }
-                    return Err(EINVAL);
+                        ),
+                    ));
                 }
                 let bars = match locked {
                     Some(ref b) => b,
@@ -557,14 +577,20 @@ impl migration::Loader<RustMig> for Loader {
                         .all(|pages| written_pages(pages, 0).count() == pages.len())
                 };
                 if !complete {
-                    if data.refusals.allow(dev) {
-                        dev_err!(dev, "resume: stream ended before the device's state\n");
-                    }
-                    return Err(EINVAL);
+                    return Err(data.refuse(
+                        dev,
+                        EINVAL,
+                        format_args!("resume: stream ended before the device's state"),
+                    ));
                 }
                 Ok(())
             }
-        })
+        });
+        match fed {
+            Ok(()) => data.stats.loaded(bytes.len()),
+            Err(e) => data.stats.refused(e),
+        }
+        fed
     }
 
     /// Fails unless the whole stream was written and accepted.
@@ -574,15 +600,16 @@ impl migration::Loader<RustMig> for Loader {
         }
         if !self.parser.is_complete() {
             let data = self.dev.data();
-            let dev = self.dev.as_ref();
-            if data.refusals.allow(dev) {
-                dev_err!(
-                    dev,
-                    "resume incomplete: {written} of {} bytes written\n",
+            let e = data.refuse(
+                self.dev.as_ref(),
+                EINVAL,
+                format_args!(
+                    "resume incomplete: {written} of {} bytes written",
                     data.layout.stream_len()
-                );
-            }
-            return Err(EINVAL);
+                ),
+            );
+            data.stats.refused(e);
+            return Err(e);
         }
         Ok(())
     }

@@ -103,6 +103,9 @@ pub trait Migration: Sized + Send + Sync + 'static {
 
     /// The device was reset, or closed: it is back in RUNNING with no session.
     fn reset(_dev: &Self::Device) {}
+
+    /// The arc `from -> to` succeeded, under the state lock: for statistics.
+    fn arc_done(_dev: &Self::Device, _from: State, _to: State) {}
 }
 
 /// One thing the state machine does on an arc.
@@ -338,6 +341,7 @@ impl<M: Migration> StateMachine<M> {
             match g.arc(cur, next) {
                 Ok(f) => {
                     file = f;
+                    M::arc_done(dev, cur, next);
                     cur = next;
                     g.inner().state = cur;
                 }

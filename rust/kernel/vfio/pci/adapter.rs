@@ -22,6 +22,7 @@ use crate::{
     page::PAGE_SIZE,
     pci,
     prelude::*,
+    seq_file::SeqFile,
     str::as_char_ptr_in_const_context,
     sync::aref::ARef,
     vfio::migration::{
@@ -117,6 +118,16 @@ impl<T: Driver> Adapter<T> {
         named
     };
 
+    /// Whether the driver adds a debugfs file, checked to come with its show callback.
+    pub(super) const HAS_DEBUGFS: bool = {
+        let named = T::DEBUGFS.is_some();
+        assert!(
+            named == T::HAS_SHOW_DEBUGFS,
+            "DEBUGFS and show_debugfs go together"
+        );
+        named
+    };
+
     /// The migration ops, installed when [`Self::HAS_MIGRATION`].
     pub(super) const MIG_OPS: bindings::vfio_migration_ops = bindings::vfio_migration_ops {
         migration_set_state: Some(Self::mig_set_state_callback),
@@ -172,8 +183,67 @@ impl<T: Driver> Adapter<T> {
                 }
                 return Err(e);
             }
+            if Self::HAS_DEBUGFS {
+                Self::add_debugfs(this);
+            }
             Ok(0)
         })
+    }
+
+    /// Adds the driver's file ([`Driver::DEBUGFS`]) to the migration directory that the vfio
+    /// core made for `this` when it registered it. Nothing is added without one (no
+    /// `CONFIG_VFIO_DEBUGFS`, or debugfs failed): the file is for people, not for the uAPI.
+    fn add_debugfs(this: &Device<T>) {
+        let Some(name) = T::DEBUGFS else {
+            return;
+        };
+        let vdev = this.as_vfio_raw();
+        // SAFETY: `vdev` is registered: `debug_root` was set by the vfio core before, and is
+        // only removed when the device is unregistered.
+        let Ok(root) = crate::error::from_err_ptr(unsafe { (*vdev).debug_root }) else {
+            return;
+        };
+        if root.is_null() {
+            return;
+        }
+        // SAFETY: `root` is a live debugfs directory; the name is a C string.
+        let dir = unsafe { bindings::debugfs_lookup(c"migration".as_char_ptr(), root) };
+        if dir.is_null() {
+            return;
+        }
+        // SAFETY: `dir` is a live directory, held by the reference `debugfs_lookup` took. The
+        // file belongs to the vfio device's `struct device`: the vfio core removes its
+        // directory, waiting for readers, when the device is unregistered, before `remove`
+        // lets the device go; the devres that keeps the file's data is that device's.
+        unsafe {
+            bindings::debugfs_create_devm_seqfile(
+                &raw mut (*vdev).device,
+                name.as_char_ptr(),
+                dir,
+                Some(Self::debugfs_show_callback),
+            );
+            bindings::dput(dir);
+        }
+    }
+
+    extern "C" fn debugfs_show_callback(seq: *mut bindings::seq_file, _v: *mut c_void) -> c_int {
+        // SAFETY: The file was created by `add_debugfs` with the vfio device's `struct device`
+        // as its data, which `single_open` made `seq->private`. The file exists only while the
+        // device is registered, so while `T` is bound to it (see `add_debugfs`).
+        let this = unsafe {
+            let dev = (*seq).private.cast::<bindings::device>();
+            Device::<T, device::Bound>::from_vfio_raw(crate::container_of!(
+                dev,
+                bindings::vfio_device,
+                device
+            ))
+        };
+        // SAFETY: `seq` is the seq_file of this read, valid for the call.
+        let out = unsafe { SeqFile::from_raw(seq) };
+        match T::show_debugfs(this, out) {
+            Ok(()) => 0,
+            Err(e) => e.to_errno(),
+        }
     }
 
     pub(super) extern "C" fn remove_callback(pdev: *mut bindings::pci_dev) {

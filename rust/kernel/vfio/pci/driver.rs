@@ -15,6 +15,7 @@ use crate::{
     fs::File,
     pci,
     prelude::*,
+    seq_file::SeqFile,
     sync::aref::ARef,
     vfio::migration::{
         Flags,
@@ -144,6 +145,17 @@ pub trait Driver: Sized + 'static {
         _dev: &Device<Self, device::Bound>,
         _out: &mut AttributeWriter<'_>,
     ) -> Result {
+        build_error!(VTABLE_DEFAULT_ERROR)
+    }
+
+    /// The name of a read-only file that the driver adds to each device's migration directory
+    /// in the vfio core's debugfs (`vfio/<device>/migration/`, with `CONFIG_VFIO_DEBUGFS`), or
+    /// `None`. Its contents are written by [`Driver::show_debugfs`], which the driver then
+    /// implements (checked when the driver is compiled).
+    const DEBUGFS: Option<&'static CStr> = None;
+
+    /// Writes the contents of the file named by [`Driver::DEBUGFS`], each time it is read.
+    fn show_debugfs(_dev: &Device<Self, device::Bound>, _out: &SeqFile) -> Result {
         build_error!(VTABLE_DEFAULT_ERROR)
     }
 

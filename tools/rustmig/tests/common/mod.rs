@@ -12,7 +12,7 @@ use std::process::{Command, Stdio};
 
 use rustmig_inspect::sample::{self, Sample};
 
-pub const BIN: &str = env!("CARGO_BIN_EXE_rustmig-inspect");
+pub const BIN: &str = env!("CARGO_BIN_EXE_rustmig");
 
 /// ivshmem C and D, as the VM has them: 8 bytes of registers and 1 MiB of shared memory.
 pub const DESC_C: &str = "format=1.0 backend=ivshmem/1.0 pci=1af4:1110 subsystem=1af4:1100 class_rev=0x05000001 state_size=1048584";
@@ -70,7 +70,7 @@ pub fn run_with<S: AsRef<OsStr>>(program: &str, args: &[S], stdin: &[u8]) -> Run
     }
 }
 
-/// Runs rustmig-inspect.
+/// Runs rustmig.
 pub fn inspect<S: AsRef<OsStr>>(args: &[S]) -> Run {
     run_with(BIN, args, &[])
 }
