@@ -7,7 +7,8 @@
 #   guest-tool.sh rustmig   rustmig bound to A..F and edu, after the QEMU
 #                           migrations: list, state, save/load C -> D and the
 #                           256 MiB A -> B with progress (byte for byte through
-#                           the backing files), inspect, preflight, estimate
+#                           the backing files; A and B by the host once the VM
+#                           is off), inspect, preflight, estimate
 #                           (against QEMU's own count of C's bytes), and the
 #                           failures: a wrong device, a corrupt file, an
 #                           incompatible destination, bad arguments
@@ -111,7 +112,9 @@ run "save A ($((size >> 20)) MiB) with progress" 0 "save: [0-9]+ of [0-9]+ bytes
 run "load it into B with progress" 0 "load: [0-9]+ of [0-9]+ bytes \(100%\)" \
 	"$R" load --progress "$B" "$W/a.bin"
 rm -f "$W/a.bin"
-same "rustmig: B's backing file equals A's after save/load" "$OUT/ivshmem-a" "$OUT/ivshmem-b"
+# A and B are compared by the host once the VM is off (mk/vm.sh): reading both
+# through 9p here would take minutes. Nothing writes them after this load, and
+# the 4 MiB just written into A make them differ unless it took A's state.
 
 # estimate: what STOP_COPY would move, against the stream saved and against
 # QEMU's own count for C in the plain case (qemu-migration.tap).
@@ -132,8 +135,10 @@ cp "$W/c.bin" "$W/bad.bin"
 printf 'X' | dd of="$W/bad.bin" bs=1 seek=5000 conv=notrunc 2>/dev/null
 run "inspect refuses the corrupt file" 1 "refused: EBADMSG" "$R" inspect "$W/bad.bin"
 refused=$(dstat "$D" streams_refused)
-run "load refuses the corrupt file, the device in ERROR" 2 \
-	"refused the stream at byte [0-9]+: EBADMSG.*now ERROR" "$R" load "$D" "$W/bad.bin"
+# The refused write leaves the device in RESUMING, its stream refused: the
+# next arc would fail into ERROR; here the command exits and the device resets.
+run "load refuses the corrupt file, and says the device's state" 2 \
+	"refused the stream at byte [0-9]+: EBADMSG.*device is now RESUMING" "$R" load "$D" "$W/bad.bin"
 run "the device runs again once the command exits" 0 "^RUNNING$" "$R" state "$D"
 expect "debugfs: D counts the refused stream" $((refused + 1)) "$(dstat "$D" streams_refused)"
 expect "debugfs: D says why" "EBADMSG: a header or record whose CRC does not match" \

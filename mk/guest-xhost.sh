@@ -20,6 +20,10 @@ done
 rc=0
 if [ "$RUSTMIG_XHOST" = 2 ]; then
 	/usr/bin/python3 "$RUSTMIG_REPO/mk/qemu-migrate.py" --agent "$RUSTMIG_XHOST_ADDR" 4500 || rc=1
+elif [ -n "$RUSTMIG_XHOST_CASES" ]; then
+	# Only these cross-host cases (RUSTMIG_XHOST_CASES=..., for working on them).
+	/usr/bin/python3 "$RUSTMIG_REPO/mk/qemu-migrate.py" "$RESULTS" $RUSTMIG_XHOST_CASES || rc=1
+	mv "$RESULTS/qemu-migration.tap" "$RESULTS/xhost.tap"
 else
 	# First the in-guest cases (source and destination on this host) with QEMU 11.1,
 	# while host 2 waits: the cross-host cases then leave the devices as the host

@@ -12,6 +12,8 @@
 # xhost*.tap, for make check's summary.
 #
 # Usage: xhost.sh REPO OBJ TESTS RUN TAP_DIR QEMU_11
+# RUSTMIG_XHOST_CASES="xhost-cancel ...": only these cases of qemu-migrate.py
+# (and neither the QEMU 11.1 in-guest cases nor the final compare).
 set -uo pipefail
 repo=$1 obj=$2 tests=$3 run=$4 tapdir=$5 qemu11=$6
 out=$run/xhost
@@ -56,10 +58,11 @@ for h in 1 2; do
 done
 # The last cross-host migrations moved C (QEMU 10.0 -> 11.1) and E (multifd)
 # from host 1 to host 2.
-for d in c e; do
-	check "host 2's ivshmem-$d equals host 1's, byte for byte" \
-		cmp "$out/host1/ivshmem-$d" "$out/host2/ivshmem-$d"
-done
+[ -n "${RUSTMIG_XHOST_CASES:-}" ] ||
+	for d in c e; do
+		check "host 2's ivshmem-$d equals host 1's, byte for byte" \
+			cmp "$out/host1/ivshmem-$d" "$out/host2/ivshmem-$d"
+	done
 echo "1..$n" >> "$tap"
 # Each host's own TAP: host 1's cases, both hosts' shell checks.
 for h in 1 2; do
