@@ -35,7 +35,8 @@ device must be bound to a VFIO driver and not open elsewhere, e.g. by QEMU):
                        the bytes STOP_COPY would move now (MIG_DATA_SIZE) and the time at B
                        bytes/s (K, M, G: powers of 1024); with --precopy, also after reading
                        the initial pre-copy data, as a migration's pre-copy does
-  save and load print progress every 10% with --progress.
+  save and load print progress every 10% with --progress; --help after any command prints
+  this.
 
 On files:
   inspect FILE         read a rustmig migration stream through the driver's parser: print its
@@ -79,6 +80,13 @@ const MAX_DESCRIPTOR: usize = 4096;
 /// Runs the command line `args` (without the program name); returns the exit status.
 pub fn run(args: &[String], out: &mut dyn Write, err: &mut dyn Write) -> u8 {
     let mut args: Vec<&str> = args.iter().map(String::as_str).collect();
+    // `rustmig COMMAND --help` (or -h) anywhere: the usage, which covers every command.
+    if args.iter().any(|a| *a == "--help" || *a == "-h") {
+        return match write!(out, "{USAGE}") {
+            Ok(()) => 0,
+            Err(_) => 2,
+        };
+    }
     let progress = take_flag(&mut args, "--progress");
     let precopy = take_flag(&mut args, "--precopy");
     let mut p = Progress { out, on: progress };
@@ -95,7 +103,7 @@ pub fn run(args: &[String], out: &mut dyn Write, err: &mut dyn Write) -> u8 {
         ["estimate", dev, "--bandwidth", bw] => {
             ops::parse_bandwidth(bw).and_then(|bw| ops::estimate(dev, bw, precopy, p.out))
         }
-        ["-h" | "--help" | "help"] => write!(p.out, "{USAGE}")
+        ["help"] => write!(p.out, "{USAGE}")
             .map(|()| 0)
             .map_err(|e| e.to_string()),
         [] => Err(format!("a command is needed\n{USAGE}")),

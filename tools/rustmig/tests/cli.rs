@@ -265,7 +265,21 @@ fn malformed_input_and_usage_errors_exit_2() {
         assert_eq!(r.code, 2, "{args:?}");
         assert!(r.stderr.starts_with("rustmig: "), "{args:?}: {}", r.stderr);
     }
-    let r = inspect(&["--help"]);
-    assert_eq!(r.code, 0);
-    assert!(r.stdout.starts_with("usage: rustmig COMMAND ARGS...\n"));
+    // --help, alone or after any command, prints the usage of every command.
+    for args in [
+        &["--help"][..],
+        &["save", "--help"],
+        &["estimate", "-h"],
+        &["preflight", "x", "y", "--help"],
+        &["help"],
+    ] {
+        let r = inspect(args);
+        assert_eq!(r.code, 0, "{args:?}");
+        assert!(
+            r.stdout.starts_with("usage: rustmig COMMAND ARGS...\n"),
+            "{args:?}: {}",
+            r.stdout
+        );
+        assert!(r.stdout.contains("estimate DEV --bandwidth"), "{args:?}");
+    }
 }
