@@ -8,7 +8,11 @@
 # Usage: qemu-11.sh DIR
 set -euo pipefail
 dir=$1
-ver=1:11.1.3+ds-1~bpo13+1
+# The newest 11.1 that apt knows of (trixie-backports), else the one this was
+# written against.
+ver=$(apt-cache madison qemu-system-x86 2>/dev/null |
+	awk -F'|' '$2 ~ /:11\.1\./ { gsub(/ /, "", $2); print $2; exit }')
+ver=${ver:-1:11.1.3+ds-1~bpo13+1}
 wrapper=$dir/qemu-system-x86_64
 if [ -x "$wrapper" ] && "$wrapper" --version | grep -q 'version 11\.1'; then
 	echo "qemu-11: $("$wrapper" --version | head -n 1)"
