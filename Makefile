@@ -88,11 +88,13 @@ gate-early: kernel selftests tools gate-build
 # `make bench`: the same devices on a kernel without the debugging options,
 # and the figures (round trip, malformed streams, QEMU migrations).
 BENCH_OBJ ?= $(CACHE)/obj-bench
-bench:
+bench: qemu11
 	@$(MAKE) --no-print-directory kernel selftests OBJ=$(BENCH_OBJ) \
 		FRAGMENTS=$(REPO)/kernel/configs/rustmig.config
 	@$(STAGE) vm-bench $(REPO)/mk/vm.sh --mode bench --obj $(BENCH_OBJ) --tests $(STOUT) \
 		--out $(RUN)/bench
+	@RUSTMIG_XHOST_GATE=0 $(STAGE) vm-xhost-bench $(REPO)/mk/xhost.sh $(REPO) $(BENCH_OBJ) \
+		$(STOUT) $(RUN)/bench-xhost $(RUN)/bench-xhost/results $(QEMU11)
 
 deps:
 	@$(STAGE) deps $(REPO)/mk/deps.sh

@@ -14,6 +14,8 @@
 # Usage: xhost.sh REPO OBJ TESTS RUN TAP_DIR QEMU_11
 # RUSTMIG_XHOST_CASES="xhost-cancel ...": only these cases of qemu-migrate.py
 # (and neither the QEMU 11.1 in-guest cases nor the final compare).
+# RUSTMIG_XHOST_GATE=0: no kernel-log gate (make bench: its kernel has no
+# detectors to gate on).
 set -uo pipefail
 repo=$1 obj=$2 tests=$3 run=$4 tapdir=$5 qemu11=$6
 out=$run/xhost
@@ -54,7 +56,8 @@ check() { # NAME CMD...: one TAP line; the command's output under a failure
 }
 for h in 1 2; do
 	check "host $h's VM finished" test -f "$out/host$h/done"
-	check "host $h's kernel log passes the gate" "$repo/mk/kgate.sh" "$out/host$h"
+	[ "${RUSTMIG_XHOST_GATE:-1}" = 0 ] ||
+		check "host $h's kernel log passes the gate" "$repo/mk/kgate.sh" "$out/host$h"
 done
 # The last cross-host migrations moved C (QEMU 10.0 -> 11.1) and E (multifd)
 # from host 1 to host 2.
