@@ -114,6 +114,20 @@ impl State {
         State::PreCopyP2p,
     ];
 
+    /// Returns the uAPI's name of the state, without `VFIO_DEVICE_STATE_`.
+    pub const fn name(self) -> &'static str {
+        match self {
+            State::Error => "ERROR",
+            State::Stop => "STOP",
+            State::Running => "RUNNING",
+            State::StopCopy => "STOP_COPY",
+            State::Resuming => "RESUMING",
+            State::RunningP2p => "RUNNING_P2P",
+            State::PreCopy => "PRE_COPY",
+            State::PreCopyP2p => "PRE_COPY_P2P",
+        }
+    }
+
     /// Returns the features a device needs to support this state (`None` for
     /// [`State::Error`], which no request may name).
     pub const fn required(self) -> Option<Flags> {

@@ -119,10 +119,11 @@ impl Stats {
     pub(crate) fn arc(&self, from: State, to: State) {
         self.transitions.fetch_add(1, Relaxed);
         self.state.store(to as u32, Relaxed);
-        let mut last = self.last.lock();
+        // Only the arcs into and out of STOP_COPY take the lock.
         if to == State::StopCopy {
-            last.stop_copy_since = Some(Instant::now());
+            self.last.lock().stop_copy_since = Some(Instant::now());
         } else if from == State::StopCopy {
+            let mut last = self.last.lock();
             last.stop_copy = last.stop_copy_since.take().map(|t| t.elapsed());
         }
     }
@@ -175,7 +176,7 @@ impl Stats {
     /// Writes the statistics, one `name: value` a line.
     pub(crate) fn show(&self, out: &SeqFile) {
         let state = State::try_from(self.state.load(Relaxed)).unwrap_or(State::Error);
-        seq_print!(out, "state: {}\n", uapi_name(state));
+        seq_print!(out, "state: {}\n", state.name());
         seq_print!(out, "transitions: {}\n", self.transitions.load(Relaxed));
         seq_print!(out, "bytes_saved: {}\n", self.saved.load(Relaxed));
         seq_print!(out, "bytes_loaded: {}\n", self.loaded.load(Relaxed));
@@ -224,20 +225,6 @@ fn errno_name(e: Error) -> Option<&'static str> {
     .into_iter()
     .find(|(n, _)| *n == e)
     .map(|(_, name)| name)
-}
-
-/// The uAPI's name of a state, without `VFIO_DEVICE_STATE_`.
-fn uapi_name(s: State) -> &'static str {
-    match s {
-        State::Error => "ERROR",
-        State::Stop => "STOP",
-        State::Running => "RUNNING",
-        State::StopCopy => "STOP_COPY",
-        State::Resuming => "RESUMING",
-        State::RunningP2p => "RUNNING_P2P",
-        State::PreCopy => "PRE_COPY",
-        State::PreCopyP2p => "PRE_COPY_P2P",
-    }
 }
 
 /// What an errno means for a stream being loaded (the documentation's table).
