@@ -115,10 +115,10 @@ for v in C D EDU EDU2; do
 	echo "   $v: $(cat "$f" 2>/dev/null)"
 done
 tap_check "C's descriptor: ivshmem 1.0, 1 MiB of memory and 8 bytes of registers" \
-	grep -qx 'format=1.0 backend=ivshmem/1.0 pci=1af4:1110 subsystem=1af4:1100 class_rev=0x05000001 state_size=1048584' \
+	grep -qx 'format=1.1 backend=ivshmem/1.0 pci=1af4:1110 subsystem=1af4:1100 class_rev=0x05000001 state_size=1048584' \
 	"$RESULTS/descriptor-c.txt"
 tap_check "edu's descriptor: edu 1.0, 48 bytes of registers" \
-	grep -q '^format=1.0 backend=edu/1.0 pci=1234:11e8 .* state_size=48$' "$RESULTS/descriptor-edu.txt"
+	grep -q '^format=1.1 backend=edu/1.0 pci=1234:11e8 .* state_size=48$' "$RESULTS/descriptor-edu.txt"
 tap_check "C and D have the same descriptor" cmp "$RESULTS/descriptor-c.txt" "$RESULTS/descriptor-d.txt"
 tap_check "the two edus have the same descriptor" \
 	cmp "$RESULTS/descriptor-edu.txt" "$RESULTS/descriptor-edu2.txt"

@@ -65,7 +65,7 @@ OUT=$RUSTMIG_OUT
 run "--help names every command" 0 "estimate DEV --bandwidth" "$R" --help
 run "list shows C with its flags, size and descriptor" 0 \
 	"^$C rustmig_vfio_pci: migratable STOP_COPY\|P2P\|PRE_COPY, state size 1049080 bytes" "$R" list
-run "list shows C's descriptor" 0 "descriptor: format=1.0 backend=ivshmem/1.0" "$R" list
+run "list shows C's descriptor" 0 "descriptor: format=1.1 backend=ivshmem/1.0" "$R" list
 run "state shows RUNNING" 0 "^RUNNING$" "$R" state "$C"
 run "state STOP" 0 "^RUNNING -> STOP " "$R" state "$C" stop
 run "state PRE_COPY_P2P" 0 "^RUNNING -> PRE_COPY_P2P " "$R" state "$C" PRE_COPY_P2P
@@ -141,7 +141,7 @@ run "load refuses the corrupt file, and says the device's state" 2 \
 	"refused the stream at byte [0-9]+: EBADMSG.*device is now RESUMING" "$R" load "$D" "$W/bad.bin"
 run "the device runs again once the command exits" 0 "^RUNNING$" "$R" state "$D"
 expect "debugfs: D counts the refused stream" $((refused + 1)) "$(dstat "$D" streams_refused)"
-expect "debugfs: D says why" "EBADMSG: a header or record whose CRC does not match" \
+expect "debugfs: D says why" "EBADMSG: a header or record whose check value does not match" \
 	"$(dstat "$D" last_refusal)"
 run "load into an incompatible device (edu) is refused" 2 "refused the stream at byte 0: EPROTO" \
 	"$R" load "$EDU" "$W/c.bin"

@@ -4,7 +4,7 @@
 //! prints, [`Identity`]'s `Display`, read back.
 //!
 //! ```text
-//! format=1.0 backend=ivshmem/1.0 pci=1af4:1110 subsystem=1af4:1100 class_rev=0x05000001 state_size=1048576
+//! format=1.1 backend=ivshmem/1.0 pci=1af4:1110 subsystem=1af4:1100 class_rev=0x05000001 state_size=1048576
 //! ```
 //!
 //! Parsing is the strict inverse of `Display`: one line (a final newline allowed), `key=value`
@@ -165,7 +165,7 @@ mod tests {
     use super::*;
     use crate::stream::{VERSION_MAJOR, VERSION_MINOR};
 
-    pub(crate) const C: &str = "format=1.0 backend=ivshmem/1.0 pci=1af4:1110 subsystem=1af4:1100 class_rev=0x05000001 state_size=1048576";
+    pub(crate) const C: &str = "format=1.1 backend=ivshmem/1.0 pci=1af4:1110 subsystem=1af4:1100 class_rev=0x05000001 state_size=1048576";
 
     fn id() -> Identity {
         Identity {
@@ -184,7 +184,7 @@ mod tests {
     #[test]
     fn the_documented_example_parses() {
         let d = parse(C).unwrap();
-        assert_eq!((d.format_major, d.format_minor), (1, 0));
+        assert_eq!((d.format_major, d.format_minor), (1, 1));
         assert_eq!(d.identity, id());
         assert_eq!(parse(&format!("{C}\n")).unwrap(), d);
     }
@@ -232,7 +232,7 @@ mod tests {
         let mut fields: Vec<&str> = C.split(' ').collect();
         fields.reverse();
         assert_eq!(parse(&fields.join(" ")).unwrap(), d);
-        let newer = C.replace("format=1.0", "format=1.7");
+        let newer = C.replace("format=1.1", "format=1.7");
         let n = parse(&newer).unwrap();
         assert_eq!((n.format_major, n.format_minor), (1, 7));
         assert_eq!(n.identity, d.identity);
@@ -280,7 +280,7 @@ mod tests {
     fn values_are_validated() {
         let bad = [
             (
-                "format=1.0",
+                "format=1.1",
                 &[
                     "format=1",
                     "format=1.",

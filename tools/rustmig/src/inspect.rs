@@ -22,9 +22,9 @@ use kernel::error::{code::*, Error};
 
 use crate::descriptor::backend_name;
 use crate::stream::{
-    le16, le32, section_data, Event, Header, Parser, CHUNK, FLAG_MANDATORY, HEADER_CRC_OFFSET,
-    HEADER_LEN, MAGIC, MAX_HEADER_LEN, MAX_RECORD, MAX_SECTIONS, PAGE, RECORD_HEADER_LEN, TAG_END,
-    VERSION_MAJOR, VERSION_MAJOR_PRECOPY,
+    le16, le32, section_data, Check, Event, Header, Parser, CHUNK, FLAG_MANDATORY,
+    FLAG_RECORD_XXH64, HEADER_CRC_OFFSET, HEADER_LEN, MAGIC, MAX_HEADER_LEN, MAX_RECORD,
+    MAX_SECTIONS, PAGE, RECORD_HEADER_LEN, TAG_END, VERSION_MAJOR, VERSION_MAJOR_PRECOPY,
 };
 use crate::uapi;
 
@@ -440,6 +440,14 @@ impl<'o> Inspector<'o> {
         )?;
         writeln!(
             self.out,
+            "  records checked by {}",
+            match h.check {
+                Check::Crc32c => "CRC-32C",
+                Check::Xxh64 => "XXH64",
+            }
+        )?;
+        writeln!(
+            self.out,
             "  pci {:04x}:{:04x} subsystem {:04x}:{:04x} class_rev {:#010x}",
             id.vendor, id.device, id.subsystem_vendor, id.subsystem_device, id.class_rev
         )?;
@@ -483,13 +491,11 @@ impl<'o> Inspector<'o> {
                 self.pos
             )))
         })?;
-        let mut crc = Crc32c::new();
-        crc.update(&f.raw[..RECORD_CRC_COVERS]);
-        crc.update(payload);
+        let check = self.header.map_or(Check::Crc32c, |h| h.check);
         self.current = Some(f);
-        if crc.finish() != f.crc() {
+        if check.record(&f.raw, payload) != f.crc() {
             return Err(Stop::Io(io::Error::other(format!(
-                "internal error: the parser accepted the record at {} whose CRC does not match",
+                "internal error: the parser accepted the record at {} whose check value does not match",
                 f.offset
             ))));
         }
@@ -747,7 +753,7 @@ fn errno_meaning(e: Error) -> &'static str {
     } else if e == EPROTONOSUPPORT {
         "another major version of the format"
     } else if e == EBADMSG {
-        "a CRC does not match"
+        "a check value does not match"
     } else if e == EOPNOTSUPP {
         "header flags, or a mandatory record of an unknown tag"
     } else if e == ENOMEM {
@@ -788,8 +794,9 @@ pub(crate) fn header_refusal(raw: &[u8], e: Error) -> String {
         )
     } else if e == EOPNOTSUPP {
         format!(
-            "header flags {:#x} set, and no flag is defined",
-            le32(raw, 12)
+            "header flags {:#x} set, of which {:#x} this reader does not know",
+            le32(raw, 12),
+            le32(raw, 12) & !FLAG_RECORD_XXH64
         )
     } else {
         errno_meaning(e).into()

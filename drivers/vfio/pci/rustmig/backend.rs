@@ -139,6 +139,10 @@ pub(crate) trait Backend: Sync {
     /// read while it runs: memory that only the user changes, through the BAR's mappings and
     /// region writes, whose writes the driver then tracks. A save from PRE_COPY moves it while
     /// the device runs (a version 2.0 stream), and only what was written since once stopped.
+    ///
+    /// The driver moves this section's bytes itself, between the BAR and the stream, 8 bytes per
+    /// access, checksumming what it saves as it copies it: [`Backend::save`] and
+    /// [`Backend::load`] never see them.
     fn live_section(&self) -> Option<(u32, u32)> {
         None
     }
@@ -169,10 +173,10 @@ pub(crate) trait Backend: Sync {
     }
 
     /// Reads `buf.len()` bytes at `offset` of section `tag` of the stopped device (and of what
-    /// `held` holds for it).
+    /// `held` holds for it); never of the [`Backend::live_section`].
     fn save(&self, bars: &Bars<'_>, held: &Held, tag: u32, offset: u64, buf: &mut [u8]) -> Result;
 
     /// Writes `buf` at `offset` of section `tag` into the stopped device, or into `held` what
-    /// the device may only take once it runs.
+    /// the device may only take once it runs; never of the [`Backend::live_section`].
     fn load(&self, bars: &Bars<'_>, held: &Held, tag: u32, offset: u64, buf: &[u8]) -> Result;
 }

@@ -53,7 +53,8 @@ impl Backend for Ivshmem {
     }
 
     /// The shared memory changes only by the user's writes (and by other peers of the same
-    /// memory, which the driver cannot see: see the driver's documentation).
+    /// memory, which the driver cannot see: see the driver's documentation). The driver moves
+    /// it: [`Backend::save`] and [`Backend::load`] only see the registers.
     fn live_section(&self) -> Option<(u32, u32)> {
         Some((TAG_MEM, MEM_BAR))
     }
@@ -77,7 +78,6 @@ impl Backend for Ivshmem {
 
     fn save(&self, bars: &Bars<'_>, _held: &Held, tag: u32, offset: u64, buf: &mut [u8]) -> Result {
         match tag {
-            TAG_MEM => bars.read(MEM_BAR, offset, buf),
             TAG_REGS if offset == 0 && buf.len() == REGS_LEN => {
                 let mask = bars.read32(REG_BAR, INTR_MASK)?;
                 let status = bars.read32(REG_BAR, INTR_STATUS)?;
@@ -93,7 +93,6 @@ impl Backend for Ivshmem {
 
     fn load(&self, bars: &Bars<'_>, _held: &Held, tag: u32, offset: u64, buf: &[u8]) -> Result {
         match tag {
-            TAG_MEM => bars.write(MEM_BAR, offset, buf),
             TAG_REGS if offset == 0 && buf.len() == REGS_LEN => {
                 let mask = u32::from_le_bytes([buf[0], buf[1], buf[2], buf[3]]);
                 let status = u32::from_le_bytes([buf[4], buf[5], buf[6], buf[7]]);

@@ -24,6 +24,7 @@ use crate::{
         Header,
         Layout,
         Parser,
+        RecordHash,
         Section,
         Unit,
         CHUNK,
@@ -31,6 +32,7 @@ use crate::{
         HEADER_LEN,
         OFFSET_LEN,
         PAGE,
+        RECORD_HEADER_LEN,
         TAG_END,
         VERSION_MAJOR_PRECOPY, //
     },
@@ -196,14 +198,45 @@ fn append_record(
     let start = u.len();
     // CAST: At most `MAX_RECORD`.
     let rh = record_header(tag, FLAG_MANDATORY, (OFFSET_LEN + len) as u32);
+    let mut h = RecordHash::new(&rh);
+    let off = offset.to_le_bytes();
+    h.hash().update(&off);
     u.extend_from_slice(&rh, GFP_KERNEL)?;
-    u.extend_from_slice(&offset.to_le_bytes(), GFP_KERNEL)?;
-    let at = u.len();
-    u.resize(at + len, 0, GFP_KERNEL)?;
-    data.backend
-        .save(bars, &data.held, tag, offset, &mut u[at..])?;
-    seal_record(&mut u[start..]);
+    u.extend_from_slice(&off, GFP_KERNEL)?;
+    match data.backend.live_section() {
+        // The memory of a BAR: copied and checksummed in one pass, into bytes not zeroed first.
+        Some((live, bar)) if live == tag => {
+            u.reserve(len, GFP_KERNEL)?;
+            bars.read_hashed(bar, offset, &mut u.spare_capacity_mut()[..len], h.hash())?;
+            // SAFETY: Reserved above, and `read_hashed` initialised these `len` bytes.
+            unsafe { u.inc_len(len) };
+        }
+        _ => {
+            let at = u.len();
+            u.resize(at + len, 0, GFP_KERNEL)?;
+            data.backend
+                .save(bars, &data.held, tag, offset, &mut u[at..])?;
+            h.hash().update(&u[at..]);
+        }
+    }
+    h.seal(&mut u[start..start + RECORD_HEADER_LEN]);
     Ok(())
+}
+
+/// Writes `bytes` at `offset` of section `tag` into the stopped device: the live section's
+/// straight into its BAR, the others through the backend.
+fn load_section(
+    dev: &Device<RustMig>,
+    bars: &Bars<'_>,
+    tag: u32,
+    offset: u64,
+    bytes: &[u8],
+) -> Result {
+    let data = dev.data();
+    match data.backend.live_section() {
+        Some((live, bar)) if live == tag => bars.write_memory(bar, offset, bytes),
+        _ => data.backend.load(bars, &data.held, tag, offset, bytes),
+    }
 }
 
 /// The pages of a dirty unit: at most `CHUNK` bytes of memory.
@@ -532,7 +565,7 @@ impl migration::Loader<RustMig> for Loader {
                         Some(ref b) => b,
                         None => locked.insert(bars(io, s)?),
                     };
-                    data.backend.load(bars, &data.held, tag, offset, bytes)?;
+                    load_section(io, bars, tag, offset, bytes)?;
                     // CAST: Pages of a section whose page count fits a `usize`.
                     for page in first..first + n {
                         pages.set_bit(page as usize);
@@ -560,7 +593,7 @@ impl migration::Loader<RustMig> for Loader {
                     Some(ref b) => b,
                     None => locked.insert(bars(io, s)?),
                 };
-                data.backend.load(bars, &data.held, tag, offset, bytes)?;
+                load_section(io, bars, tag, offset, bytes)?;
                 *next_offset += want;
                 if *next_offset == section.len {
                     *next_section += 1;

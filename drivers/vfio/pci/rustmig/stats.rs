@@ -230,7 +230,7 @@ fn errno_name(e: Error) -> Option<&'static str> {
 /// What an errno means for a stream being loaded (the documentation's table).
 fn meaning(e: Error) -> &'static str {
     if e == EBADMSG {
-        "a header or record whose CRC does not match"
+        "a header or record whose check value does not match"
     } else if e == EPROTONOSUPPORT {
         "another major version of the stream format"
     } else if e == EPROTO {

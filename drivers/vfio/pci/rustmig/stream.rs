@@ -9,8 +9,10 @@
 //! integers are little endian; streams are read and written as bytes, never as the structs in
 //! place, since a stream is not aligned.
 //!
-//! Each record is a record header (tag, flags, len, crc) and `len` bytes of payload; `crc` is the
-//! CRC-32C of the record header up to `crc` and the payload. The device state is split into
+//! Each record is a record header (tag, flags, len, crc) and `len` bytes of payload; `crc` is its
+//! check value ([`Check`]): the CRC-32C of the record header up to `crc` and the payload, or, in
+//! the streams this driver saves (header flag [`FLAG_RECORD_XXH64`]), the low 32 bits of the
+//! XXH64 of the record header (`crc` zero) and the payload. The device state is split into
 //! sections (a backend's register block, its memory); a section travels as records of at most
 //! [`CHUNK`] bytes whose payload is the offset in the section (u64) followed by the data, in
 //! order. The end record has tag [`TAG_END`] and no payload.
@@ -18,8 +20,9 @@
 //! Both directions work in bounded memory: the saving side builds one record at a time, the
 //! [`Parser`] holds at most one record, and checks it whole before handing it on.
 //!
-//! This module is pure: it uses `kernel::prelude`, `kernel::crc` and `kernel::uapi` only, so that
-//! the userspace inspector (`tools/rustmig`) builds the very same file.
+//! This module is pure: it uses `kernel::prelude`, `kernel::crc`, `kernel::xxhash` and
+//! `kernel::uapi` only, so that the userspace inspector (`tools/rustmig`) builds the very same
+//! file.
 
 use core::{
     fmt,
@@ -34,6 +37,7 @@ use kernel::{
         rustmig_section_record as SectionRecord,
         rustmig_stream_header as StreamHeader, //
     },
+    xxhash::Xxh64,
 };
 
 /// The offset of a field of `struct rustmig_stream_header`.
@@ -64,6 +68,10 @@ pub(crate) const PAGE: usize = uapi::RUSTMIG_STREAM_PAGE_SIZE as usize;
 /// The minor version: newer minor versions only lengthen the header and add optional records.
 // CAST: As above.
 pub(crate) const VERSION_MINOR: u16 = uapi::RUSTMIG_STREAM_VERSION_MINOR as u16;
+/// Header flag (version 1.1): the records' check values are XXH64, not CRC-32C.
+pub(crate) const FLAG_RECORD_XXH64: u32 = uapi::RUSTMIG_STREAM_RECORD_XXH64;
+/// The header flags this reader knows.
+const KNOWN_FLAGS: u32 = FLAG_RECORD_XXH64;
 /// The length of the version 1.0 header.
 pub(crate) const HEADER_LEN: usize = size_of::<StreamHeader>();
 /// The largest header accepted (a newer minor version may have a longer one).
@@ -204,6 +212,8 @@ pub(crate) struct Header {
     pub(crate) major: u16,
     pub(crate) minor: u16,
     pub(crate) header_len: usize,
+    /// How the records are checked.
+    pub(crate) check: Check,
     pub(crate) identity: Identity,
     pub(crate) payload_len: u64,
 }
@@ -235,6 +245,7 @@ impl Header {
         put(&mut b, hdr!(version_minor), &VERSION_MINOR.to_le_bytes());
         // CAST: 72 fits.
         put(&mut b, hdr!(header_len), &(HEADER_LEN as u32).to_le_bytes());
+        put(&mut b, hdr!(flags), &FLAG_RECORD_XXH64.to_le_bytes());
         put(&mut b, hdr!(vendor), &id.vendor.to_le_bytes());
         put(&mut b, hdr!(device), &id.device.to_le_bytes());
         put(
@@ -280,7 +291,8 @@ impl Header {
     /// Decodes a whole header (`b` is `header_len` bytes long).
     ///
     /// Fails as [`Header::check_start`] does, with [`EINVAL`] if `b` is not the whole header,
-    /// with [`EBADMSG`] if its CRC does not match and with [`EOPNOTSUPP`] if it has flags set.
+    /// with [`EBADMSG`] if its CRC does not match and with [`EOPNOTSUPP`] if it has a flag set
+    /// that this reader does not know.
     pub(crate) fn decode(b: &[u8]) -> Result<Header> {
         let header_len = Self::check_start(b)?;
         if b.len() != header_len {
@@ -289,7 +301,8 @@ impl Header {
         if le32(b, HEADER_CRC_OFFSET) != header_crc(b) {
             return Err(EBADMSG);
         }
-        if le32(b, hdr!(flags)) != 0 {
+        let flags = le32(b, hdr!(flags));
+        if flags & !KNOWN_FLAGS != 0 {
             return Err(EOPNOTSUPP);
         }
         let major = le16(b, hdr!(version_major));
@@ -303,6 +316,11 @@ impl Header {
             major,
             minor: le16(b, hdr!(version_minor)),
             header_len,
+            check: if flags & FLAG_RECORD_XXH64 != 0 {
+                Check::Xxh64
+            } else {
+                Check::Crc32c
+            },
             identity: Identity {
                 vendor: le16(b, hdr!(vendor)),
                 device: le16(b, hdr!(device)),
@@ -319,7 +337,8 @@ impl Header {
     }
 }
 
-/// Encodes a record header; its CRC is filled in by [`seal_record`].
+/// Encodes a record header; its check value is filled in by [`seal_record`] or
+/// [`RecordHash::seal`].
 pub(crate) fn record_header(tag: u32, flags: u32, len: u32) -> [u8; RECORD_HEADER_LEN] {
     let mut b = [0u8; RECORD_HEADER_LEN];
     put(&mut b, rec!(tag), &tag.to_le_bytes());
@@ -328,19 +347,75 @@ pub(crate) fn record_header(tag: u32, flags: u32, len: u32) -> [u8; RECORD_HEADE
     b
 }
 
-/// Returns the CRC of a record: its header `rec` (without the CRC) and its payload.
-fn record_crc(rec: &[u8], payload: &[u8]) -> u32 {
-    let mut crc = Crc32c::new();
-    crc.update(&rec[..RECORD_CRC_COVERS]);
-    crc.update(payload);
-    crc.finish()
+/// How a stream's records are checked, as its header's flags say.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Check {
+    /// CRC-32C of the record header up to its check value, then the payload (version 1.0).
+    Crc32c,
+    /// The low 32 bits of the XXH64 of the record header with its check value zero, then the
+    /// payload ([`FLAG_RECORD_XXH64`], the streams this driver saves).
+    Xxh64,
 }
 
-/// Fills in the CRC of `record`, a record header followed by its whole payload.
+impl Check {
+    /// Returns the check value of a record: its header `rec` and its payload.
+    pub(crate) fn record(self, rec: &[u8], payload: &[u8]) -> u32 {
+        match self {
+            Check::Crc32c => {
+                let mut crc = Crc32c::new();
+                crc.update(&rec[..RECORD_CRC_COVERS]);
+                crc.update(payload);
+                crc.finish()
+            }
+            Check::Xxh64 => {
+                let mut h = RecordHash::new(rec);
+                h.hash().update(payload);
+                h.value()
+            }
+        }
+    }
+}
+
+/// The XXH64 check value of a record being built, fed its payload as it is made.
+pub(crate) struct RecordHash(Xxh64);
+
+impl RecordHash {
+    /// Starts the check value of the record whose header is `rec`.
+    pub(crate) fn new(rec: &[u8]) -> Self {
+        let mut h = Xxh64::new(0);
+        h.update(&rec[..RECORD_CRC_COVERS]);
+        h.update(&[0; RECORD_HEADER_LEN - RECORD_CRC_COVERS]);
+        Self(h)
+    }
+
+    /// Returns the hash, to feed the payload to.
+    pub(crate) fn hash(&mut self) -> &mut Xxh64 {
+        &mut self.0
+    }
+
+    /// Returns the check value of what was fed.
+    pub(crate) fn value(&self) -> u32 {
+        // CAST: The check value is the hash's low 32 bits.
+        self.0.digest() as u32
+    }
+
+    /// Writes the check value into the record header `rec`.
+    pub(crate) fn seal(&self, rec: &mut [u8]) {
+        put(rec, rec!(crc), &self.value().to_le_bytes());
+    }
+}
+
+/// Fills in the check value of `record`, a record header followed by its whole payload, as this
+/// driver saves it ([`Check::Xxh64`]).
 pub(crate) fn seal_record(record: &mut [u8]) {
+    seal_record_with(Check::Xxh64, record);
+}
+
+/// Fills in the check value of `record` as `check` computes it.
+pub(crate) fn seal_record_with(check: Check, record: &mut [u8]) {
     let (rec, payload) = record.split_at_mut(RECORD_HEADER_LEN);
-    let crc = record_crc(rec, payload);
-    put(rec, rec!(crc), &crc.to_le_bytes());
+    let v = check.record(rec, payload);
+    put(rec, rec!(crc), &v.to_le_bytes());
 }
 
 /// A part of a device's state: `len` bytes, travelling as records tagged `tag`.
@@ -562,8 +637,9 @@ enum Phase {
 ///   [`MAX_RECORD`], an end record with a payload, more or fewer bytes than the header's
 ///   `payload_len`, bytes after the end record;
 /// - [`EPROTONOSUPPORT`]: another major version;
-/// - [`EBADMSG`]: a header or record whose CRC does not match, before it is reported;
-/// - [`EOPNOTSUPP`]: header flags;
+/// - [`EBADMSG`]: a header whose CRC or a record whose check value does not match, before it is
+///   reported;
+/// - [`EOPNOTSUPP`]: header flags it does not know;
 /// - whatever the sink returns.
 pub(crate) struct Parser {
     phase: Phase,
@@ -577,6 +653,8 @@ pub(crate) struct Parser {
     payload_len: u64,
     /// The header's major version, once known: 2 has no `payload_len`.
     major: u16,
+    /// How the records are checked, once the header is known.
+    check: Check,
     /// The bytes after the header consumed so far.
     consumed: u64,
 }
@@ -591,6 +669,7 @@ impl Parser {
             rec: [0; RECORD_HEADER_LEN],
             payload_len: 0,
             major: VERSION_MAJOR,
+            check: Check::Crc32c,
             consumed: 0,
         })
     }
@@ -706,6 +785,7 @@ impl Parser {
         sink(Event::Header(&h))?;
         self.payload_len = h.payload_len;
         self.major = h.major;
+        self.check = h.check;
         self.buf.clear();
         self.record_header_next();
         Ok(())
@@ -719,7 +799,7 @@ impl Parser {
         payload: &[u8],
         sink: &mut impl FnMut(Event<'_>) -> Result,
     ) -> Result {
-        if le32(&self.rec, RECORD_CRC_COVERS) != record_crc(&self.rec, payload) {
+        if le32(&self.rec, RECORD_CRC_COVERS) != self.check.record(&self.rec, payload) {
             return Err(EBADMSG);
         }
         let tag = le32(&self.rec, rec!(tag));
@@ -904,6 +984,7 @@ mod tests {
             assert!(ID.mismatch(&h.identity).is_none());
             assert_eq!(h.payload_len, 1234);
             assert_eq!(h.header_len, HEADER_LEN);
+            assert_eq!((h.minor, h.check), (1, Check::Xxh64));
         }
     }
 
@@ -932,15 +1013,83 @@ mod tests {
             b[byte] ^= 0x10;
             assert!(Header::decode(&b) == Err(EBADMSG));
         }
+        // A flag this reader does not know, beside the one it does.
+        for bit in 1..32 {
+            let mut b = good;
+            b[12..16].copy_from_slice(&(FLAG_RECORD_XXH64 | 1 << bit).to_le_bytes());
+            fix_header(&mut b);
+            assert!(Header::decode(&b) == Err(EOPNOTSUPP));
+        }
+        // Without the flag the records are CRC-32C's.
         let mut b = good;
-        b[12] = 1;
+        b[12] = 0;
         fix_header(&mut b);
-        assert!(Header::decode(&b) == Err(EOPNOTSUPP));
+        assert!(matches!(Header::decode(&b), Ok(h) if h.check == Check::Crc32c));
         // Another minor version is accepted.
         let mut b = good;
         b[6] = 7;
         fix_header(&mut b);
         assert!(matches!(Header::decode(&b), Ok(h) if h.minor == 7));
+    }
+
+    /// Turns the stream `s` this driver saved into the same stream as version 1.0 has it: no
+    /// header flag, its records' check values CRC-32C.
+    fn to_crc32c(s: &mut [u8]) {
+        s[hdr!(version_minor)..hdr!(version_minor) + 2].copy_from_slice(&0u16.to_le_bytes());
+        s[hdr!(flags)..hdr!(flags) + 4].copy_from_slice(&0u32.to_le_bytes());
+        fix_header(s);
+        let mut at = HEADER_LEN;
+        while at < s.len() {
+            // CAST: u32 fits usize.
+            let end = at + RECORD_HEADER_LEN + le32(s, at + rec!(len)) as usize;
+            seal_record_with(Check::Crc32c, &mut s[at..end]);
+            at = end;
+        }
+    }
+
+    #[test]
+    fn record_check_values_follow_the_header_flag() -> Result {
+        let l = layout()?;
+        let s = build(&l, |tag, off| (off as u8) ^ (tag as u8))?;
+        let p = parse(&s, 4096)?;
+        assert!(p.complete && p.err.is_none());
+        // The XXH64 check value: the record header with the field zero, then the payload.
+        let at = HEADER_LEN;
+        let mut rec = [0u8; RECORD_HEADER_LEN];
+        rec.copy_from_slice(&s[at..at + RECORD_HEADER_LEN]);
+        rec[RECORD_CRC_COVERS..].fill(0);
+        let mut h = Xxh64::new(0);
+        h.update(&rec);
+        h.update(&s[at + RECORD_HEADER_LEN..at + RECORD_HEADER_LEN + OFFSET_LEN + 8]);
+        assert_eq!(le32(&s, at + RECORD_CRC_COVERS), h.digest() as u32);
+        // A version 1.0 stream, CRC-32C throughout, loads as it did.
+        let mut v1 = copy(&s)?;
+        to_crc32c(&mut v1);
+        assert_eq!(le16(&v1, hdr!(version_minor)), 0);
+        for step in [1, 7, 4096, v1.len()] {
+            let p = parse(&v1, step)?;
+            assert!(p.complete && p.err.is_none() && p.bytes == l.state_size());
+        }
+        // The header's flag and the records' check values must agree.
+        let mut mixed = copy(&v1)?;
+        mixed[hdr!(flags)] = 1;
+        fix_header(&mut mixed);
+        assert!(parse(&mixed, 4096)?.err == Some(EBADMSG));
+        let mut mixed = copy(&s)?;
+        mixed[hdr!(flags)] = 0;
+        fix_header(&mut mixed);
+        assert!(parse(&mixed, 4096)?.err == Some(EBADMSG));
+        // A record's RecordHash, fed in words, seals as seal_record does.
+        let mut r = copy(&s[at..at + RECORD_HEADER_LEN + OFFSET_LEN + 8])?;
+        let mut rh = RecordHash::new(&r);
+        rh.hash()
+            .update(&r[RECORD_HEADER_LEN..RECORD_HEADER_LEN + OFFSET_LEN]);
+        let data = &s[at + RECORD_HEADER_LEN + OFFSET_LEN..at + RECORD_HEADER_LEN + OFFSET_LEN + 8];
+        rh.hash().update_words(1, |_| le64(data, 0));
+        r[RECORD_CRC_COVERS..RECORD_HEADER_LEN].fill(0);
+        rh.seal(&mut r);
+        assert_eq!(&r[..RECORD_HEADER_LEN], &s[at..at + RECORD_HEADER_LEN]);
+        Ok(())
     }
 
     #[test]

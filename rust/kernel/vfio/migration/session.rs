@@ -70,8 +70,14 @@ static IO_NAME: &CStr = c"vfio::migration::Session::io";
 static PROGRESS_NAME: &CStr = c"vfio::migration::Session::progress";
 static WAIT_NAME: &CStr = c"vfio::migration::Session::wait";
 
-/// The most bytes a [`Loader`] is given at once.
-pub const WRITE_CHUNK: usize = 64 * 1024;
+/// The most bytes a [`Loader`] is given at once. Large, so that the units of a stream (records
+/// of 64 KiB, say) come whole in the chunk but the last, and a loader that locks the device once
+/// per chunk seldom does it: 1 MiB, what QEMU writes at a time.
+pub const WRITE_CHUNK: usize = 1024 * 1024;
+
+/// The bytes of a write copied from userspace at a time: a write whose buffer faults part way
+/// still consumes what comes before the faulting piece.
+const COPY_PIECE: usize = 64 * 1024;
 
 /// What a saving session has left to hand out, in bytes, as `VFIO_MIG_GET_PRECOPY_INFO` reports
 /// it.
@@ -167,7 +173,7 @@ enum Io<M: Migration> {
     Resume {
         loader: M::Loader,
         /// The writer's bytes being consumed.
-        bounce: KVec<u8>,
+        bounce: KVVec<u8>,
         /// The loader refused the stream.
         refused: Option<Error>,
     },
@@ -226,7 +232,7 @@ impl<M: Migration> Session<M> {
 
     /// Opens a resuming session.
     pub(super) fn resume(loader: M::Loader) -> Result<(Arc<Self>, ARef<File>)> {
-        let mut bounce = KVec::with_capacity(WRITE_CHUNK, GFP_KERNEL)?;
+        let mut bounce = KVVec::with_capacity(WRITE_CHUNK, GFP_KERNEL)?;
         bounce.resize(WRITE_CHUNK, 0, GFP_KERNEL)?;
         let progress = Progress {
             pos: 0,
@@ -396,19 +402,32 @@ impl<M: Migration> DataFileOps for Session<M> {
             if this.is_ended() {
                 return Err(ENODEV);
             }
-            let n = buf.len().min(WRITE_CHUNK);
-            // A copy that faults took nothing of this chunk: the chunks before it were written.
-            if let Err(e) = buf.read_slice(&mut bounce[..n]) {
+            // Copied in pieces: a copy that faults takes nothing of its piece, and the pieces
+            // before it are consumed and written.
+            let want = buf.len().min(WRITE_CHUNK);
+            let mut n = 0;
+            let mut fault = None;
+            while n < want {
+                let piece = (want - n).min(COPY_PIECE);
+                if let Err(e) = buf.read_slice(&mut bounce[n..n + piece]) {
+                    fault = Some(e);
+                    break;
+                }
+                n += piece;
+            }
+            if n > 0 {
+                if let Err(e) = loader.consume(&this, &bounce[..n]) {
+                    // Bytes of the stream are lost: it can only be refused from now on.
+                    *refused = Some(e);
+                    return Err(e);
+                }
+                // CAST: At most `WRITE_CHUNK`.
+                this.progress.lock().pos += n as u64;
+                done += n;
+            }
+            if let Some(e) = fault {
                 return if done > 0 { Ok(done) } else { Err(e) };
             }
-            if let Err(e) = loader.consume(&this, &bounce[..n]) {
-                // Bytes of the stream are lost: it can only be refused from now on.
-                *refused = Some(e);
-                return Err(e);
-            }
-            // CAST: At most `WRITE_CHUNK`.
-            this.progress.lock().pos += n as u64;
-            done += n;
         }
         Ok(done)
     }

@@ -4,7 +4,7 @@ use super::*;
 use crate::sample::{self, Sample};
 use crate::stream::{record_header, seal_record, OFFSET_LEN};
 
-const C: &str = "format=1.0 backend=ivshmem/1.0 pci=1af4:1110 subsystem=1af4:1100 class_rev=0x05000001 state_size=200008";
+const C: &str = "format=1.1 backend=ivshmem/1.0 pci=1af4:1110 subsystem=1af4:1100 class_rev=0x05000001 state_size=200008";
 
 /// An ivshmem stream: 8 bytes of registers and 200000 of memory (4 records, the last short).
 fn ivshmem() -> Sample {
@@ -74,7 +74,8 @@ fn a_valid_stream_reads_the_same_in_any_segmentation() {
     assert_eq!(record_lines(&whole), 5);
     let want = [
         "header at 0: 72 bytes, header_crc ",
-        "  magic \"RMIG\" format 1.0 header_len 72 flags 0x0 reserved 0x0",
+        "  magic \"RMIG\" format 1.1 header_len 72 flags 0x1 reserved 0x0",
+        "  records checked by XXH64",
         "  pci 1af4:1110 subsystem 1af4:1100 class_rev 0x05000001",
         "  backend ivshmem 1.0 state_size 200008 payload_len 200144",
         &format!("  descriptor: {C}"),
@@ -188,7 +189,13 @@ fn header_refusals_say_why() {
             "header: header_len 71 is not in 72..=4096",
         ),
         (16, 0xff, false, EBADMSG, "header: header_crc 0x"),
-        (12, 1, true, EOPNOTSUPP, "header: header flags 0x1 set"),
+        (
+            12,
+            3,
+            true,
+            EOPNOTSUPP,
+            "header: header flags 0x3 set, of which 0x2 this reader does not know",
+        ),
         (
             9,
             0x10,
@@ -414,7 +421,7 @@ fn a_pre_copy_stream_shows_its_passes() {
     recs.extend([regs.clone(), end.clone()]);
     let (o, r) = run(&assemble_v2(&recs), 1000);
     assert_eq!(o, Outcome::Complete, "{r}");
-    assert!(r.contains("  magic \"RMIG\" format 2.0 "), "{r}");
+    assert!(r.contains("  magic \"RMIG\" format 2.1 "), "{r}");
     assert!(
         r.contains("pre-copy: 3 pass(es) at most over a page, 2 page(s) sent again"),
         "{r}"

@@ -15,7 +15,7 @@ use rustmig_inspect::sample::{self, Sample};
 pub const BIN: &str = env!("CARGO_BIN_EXE_rustmig");
 
 /// ivshmem C and D, as the VM has them: 8 bytes of registers and 1 MiB of shared memory.
-pub const DESC_C: &str = "format=1.0 backend=ivshmem/1.0 pci=1af4:1110 subsystem=1af4:1100 class_rev=0x05000001 state_size=1048584";
+pub const DESC_C: &str = "format=1.1 backend=ivshmem/1.0 pci=1af4:1110 subsystem=1af4:1100 class_rev=0x05000001 state_size=1048584";
 pub const DESC_D: &str = DESC_C;
 /// QEMU's edu: 12 registers (4 of 32 bits, 4 of 64 bits).
 pub const DESC_EDU: &str = "format=1.0 backend=edu/1.0 pci=1234:11e8 subsystem=1af4:1100 class_rev=0x00ff0010 state_size=48";

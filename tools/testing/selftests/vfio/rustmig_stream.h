@@ -2,8 +2,8 @@
 /*
  * The migration stream of the rustmig vfio-pci variant driver
  * (include/uapi/linux/vfio_rustmig.h), as the kselftests read and forge it:
- * CRC-32C, the CRCs of a header and of a record, the records of a stream held
- * in memory.
+ * CRC-32C and XXH64, the check values of a header and of a record, the
+ * records of a stream held in memory.
  *
  * The helpers work on bytes, never on the uAPI structs in place: a forged
  * stream is misaligned and malformed at will.
@@ -119,6 +119,130 @@ static inline __u32 rustmig_crc32c(const void *buf, size_t len)
 	return ~rustmig_crc32c_update(~0U, buf, len);
 }
 
+/* XXH64 (lib/xxhash.c's xxh64()), fed incrementally. */
+struct rustmig_xxh64 {
+	__u64 total;
+	__u64 v[4];
+	__u64 seed;
+	__u8 buf[32];
+	size_t buffered;
+};
+
+#define RUSTMIG_XXH_P1	0x9e3779b185ebca87ULL
+#define RUSTMIG_XXH_P2	0xc2b2ae3d27d4eb4fULL
+#define RUSTMIG_XXH_P3	0x165667b19e3779f9ULL
+#define RUSTMIG_XXH_P4	0x85ebca77c2b2ae63ULL
+#define RUSTMIG_XXH_P5	0x27d4eb2f165667c5ULL
+
+static inline __u64 rustmig_rotl64(__u64 x, int r)
+{
+	return (x << r) | (x >> (64 - r));
+}
+
+static inline __u64 rustmig_xxh64_round(__u64 acc, __u64 in)
+{
+	return rustmig_rotl64(acc + in * RUSTMIG_XXH_P2, 31) * RUSTMIG_XXH_P1;
+}
+
+static inline void rustmig_xxh64_init(struct rustmig_xxh64 *h, __u64 seed)
+{
+	memset(h, 0, sizeof(*h));
+	h->seed = seed;
+	h->v[0] = seed + RUSTMIG_XXH_P1 + RUSTMIG_XXH_P2;
+	h->v[1] = seed + RUSTMIG_XXH_P2;
+	h->v[2] = seed;
+	h->v[3] = seed - RUSTMIG_XXH_P1;
+}
+
+static inline void rustmig_xxh64_stripe(struct rustmig_xxh64 *h, const __u8 *p)
+{
+	int i;
+
+	for (i = 0; i < 4; i++)
+		h->v[i] = rustmig_xxh64_round(h->v[i], rustmig_get64(p + 8 * i));
+}
+
+static inline void rustmig_xxh64_update(struct rustmig_xxh64 *h, const void *buf, size_t len)
+{
+	const __u8 *p = buf;
+	size_t n;
+
+	h->total += len;
+	if (h->buffered) {
+		n = 32 - h->buffered < len ? 32 - h->buffered : len;
+		memcpy(h->buf + h->buffered, p, n);
+		h->buffered += n;
+		p += n;
+		len -= n;
+		if (h->buffered < 32)
+			return;
+		rustmig_xxh64_stripe(h, h->buf);
+		h->buffered = 0;
+	}
+	for (; len >= 32; p += 32, len -= 32)
+		rustmig_xxh64_stripe(h, p);
+	memcpy(h->buf, p, len);
+	h->buffered = len;
+}
+
+static inline __u64 rustmig_xxh64_merge(__u64 acc, __u64 v)
+{
+	return (acc ^ rustmig_xxh64_round(0, v)) * RUSTMIG_XXH_P1 + RUSTMIG_XXH_P4;
+}
+
+static inline __u64 rustmig_xxh64_digest(const struct rustmig_xxh64 *h)
+{
+	const __u8 *p = h->buf, *end = h->buf + h->buffered;
+	__u64 x;
+	int i;
+
+	if (h->total >= 32) {
+		x = rustmig_rotl64(h->v[0], 1) + rustmig_rotl64(h->v[1], 7) +
+		    rustmig_rotl64(h->v[2], 12) + rustmig_rotl64(h->v[3], 18);
+		for (i = 0; i < 4; i++)
+			x = rustmig_xxh64_merge(x, h->v[i]);
+	} else {
+		x = h->seed + RUSTMIG_XXH_P5;
+	}
+	x += h->total;
+	for (; p + 8 <= end; p += 8) {
+		x ^= rustmig_xxh64_round(0, rustmig_get64(p));
+		x = rustmig_rotl64(x, 27) * RUSTMIG_XXH_P1 + RUSTMIG_XXH_P4;
+	}
+	if (p + 4 <= end) {
+		x ^= (__u64)rustmig_get32(p) * RUSTMIG_XXH_P1;
+		x = rustmig_rotl64(x, 23) * RUSTMIG_XXH_P2 + RUSTMIG_XXH_P3;
+		p += 4;
+	}
+	for (; p < end; p++) {
+		x ^= *p * RUSTMIG_XXH_P5;
+		x = rustmig_rotl64(x, 11) * RUSTMIG_XXH_P1;
+	}
+	x ^= x >> 33;
+	x *= RUSTMIG_XXH_P2;
+	x ^= x >> 29;
+	x *= RUSTMIG_XXH_P3;
+	return x ^ (x >> 32);
+}
+
+/* The XXH64 of @len bytes with @seed: "123456789" gives 0x8cb841db40e6ae83. */
+static inline __u64 rustmig_xxh64(const void *buf, size_t len, __u64 seed)
+{
+	struct rustmig_xxh64 h;
+
+	rustmig_xxh64_init(&h, seed);
+	rustmig_xxh64_update(&h, buf, len);
+	return rustmig_xxh64_digest(&h);
+}
+
+/* The flags of the header at the start of @buf. */
+static inline __u32 rustmig_header_flags(const void *buf)
+{
+	const __u8 *b = buf;
+
+	return rustmig_get32(b + offsetof(struct rustmig_stream_header, flags));
+}
+
 /* The header_len field of the header at the start of @buf. */
 static inline __u32 rustmig_header_len_field(const void *buf)
 {
@@ -161,26 +285,38 @@ static inline size_t rustmig_header_fix_crc(void *buf, size_t avail)
 }
 
 /*
- * The CRC of the record whose header is at @rec and whose payload (of the
- * record header's len) at @payload.
+ * The check value of the record whose header is at @rec and whose payload (of
+ * the record header's len) at @payload, in a stream whose header has the flags
+ * @hflags: with RUSTMIG_STREAM_RECORD_XXH64 the low 32 bits of the XXH64 of
+ * the record header (its crc zero) and the payload, otherwise the CRC-32C of
+ * tag, flags, len and the payload.
  */
-static inline __u32 rustmig_record_crc(const void *rec, const void *payload)
+static inline __u32 rustmig_record_crc(const void *rec, const void *payload, __u32 hflags)
 {
+	__u32 len = rustmig_get32((const __u8 *)rec + offsetof(struct rustmig_record_header, len));
+	__u8 head[sizeof(struct rustmig_record_header)] = {};
+	struct rustmig_xxh64 h;
 	__u32 crc = ~0U;
 
+	if (hflags & RUSTMIG_STREAM_RECORD_XXH64) {
+		memcpy(head, rec, RUSTMIG_RECORD_CRC_COVERS);
+		rustmig_xxh64_init(&h, 0);
+		rustmig_xxh64_update(&h, head, sizeof(head));
+		rustmig_xxh64_update(&h, payload, len);
+		return (__u32)rustmig_xxh64_digest(&h);
+	}
 	crc = rustmig_crc32c_update(crc, rec, RUSTMIG_RECORD_CRC_COVERS);
-	crc = rustmig_crc32c_update(crc, payload,
-				    rustmig_get32((const __u8 *)rec +
-						  offsetof(struct rustmig_record_header, len)));
+	crc = rustmig_crc32c_update(crc, payload, len);
 	return ~crc;
 }
 
 /*
- * Make the CRC of the record at @rec match its tag, flags, len and the len
- * bytes that follow its header. False, and nothing changed, if those are not
- * all within the @avail bytes at @rec.
+ * Make the check value of the record at @rec, of a stream whose header has
+ * the flags @hflags, match its tag, flags, len and the len bytes that follow
+ * its header. False, and nothing changed, if those are not all within the
+ * @avail bytes at @rec.
  */
-static inline bool rustmig_record_fix_crc(void *rec, size_t avail)
+static inline bool rustmig_record_fix_crc(void *rec, size_t avail, __u32 hflags)
 {
 	__u8 *p = rec;
 	__u64 len;
@@ -191,7 +327,7 @@ static inline bool rustmig_record_fix_crc(void *rec, size_t avail)
 	if (len > avail - sizeof(struct rustmig_record_header))
 		return false;
 	rustmig_put32(p + offsetof(struct rustmig_record_header, crc),
-		      rustmig_record_crc(p, p + sizeof(struct rustmig_record_header)));
+		      rustmig_record_crc(p, p + sizeof(struct rustmig_record_header), hflags));
 	return true;
 }
 
@@ -202,7 +338,7 @@ struct rustmig_rec {
 	__u32 flags;
 	__u32 len;	/* of its payload */
 	__u32 crc;
-	bool crc_ok;	/* whether @crc matches */
+	bool crc_ok;	/* whether @crc matches, as the stream's header flags say */
 };
 
 /* The whole length of @rec, its header included. */
@@ -229,7 +365,9 @@ static inline bool rustmig_record_at(const void *buf, size_t len, size_t off,
 	rec->crc = rustmig_get32(p + offsetof(struct rustmig_record_header, crc));
 	if (rec->len > len - off - sizeof(struct rustmig_record_header))
 		return false;
-	rec->crc_ok = rec->crc == rustmig_record_crc(p, p + sizeof(struct rustmig_record_header));
+	rec->crc_ok = len >= RUSTMIG_STREAM_HEADER_LEN &&
+		      rec->crc == rustmig_record_crc(p, p + sizeof(struct rustmig_record_header),
+						     rustmig_header_flags(buf));
 	return true;
 }
 

@@ -154,11 +154,44 @@ TEST(crc32c_matches_the_reference)
 	/* A record's CRC: its tag, flags and len, then its payload. */
 	fill_random(rec, sizeof(rec), &rng);
 	rustmig_put32(rec + offsetof(struct rustmig_record_header, len), 40);
-	ASSERT_TRUE(rustmig_record_fix_crc(rec, sizeof(rec)));
+	ASSERT_TRUE(rustmig_record_fix_crc(rec, sizeof(rec), 0));
 	memcpy(buf, rec, 12);
 	memcpy(buf + 12, rec + 16, 40);
 	ASSERT_EQ(rustmig_crc32c(buf, 52), rustmig_get32(rec + 12));
-	ASSERT_FALSE(rustmig_record_fix_crc(rec, sizeof(rec) - 1));
+	ASSERT_FALSE(rustmig_record_fix_crc(rec, sizeof(rec) - 1, 0));
+
+	/* With RUSTMIG_STREAM_RECORD_XXH64: the XXH64 of the header, its crc zero, and payload. */
+	ASSERT_TRUE(rustmig_record_fix_crc(rec, sizeof(rec), RUSTMIG_STREAM_RECORD_XXH64));
+	memcpy(buf, rec, sizeof(rec));
+	memset(buf + 12, 0, 4);
+	ASSERT_EQ((__u32)rustmig_xxh64(buf, sizeof(rec), 0), rustmig_get32(rec + 12));
+}
+
+/* XXH64 as lib/xxhash.c's xxh64() computes it, whole and in pieces. */
+TEST(xxh64_matches_the_kernels)
+{
+	struct rustmig_xxh64 h;
+	__u64 rng = 7, want;
+	char buf[100];
+	size_t i, j;
+
+	ASSERT_EQ(0xef46db3751d8e999ULL, rustmig_xxh64("", 0, 0));
+	ASSERT_EQ(0x44bc2cf5ad770999ULL, rustmig_xxh64("abc", 3, 0));
+	ASSERT_EQ(0x8cb841db40e6ae83ULL, rustmig_xxh64("123456789", 9, 0));
+	for (i = 0; i < sizeof(buf); i++)
+		buf[i] = i * 7 + 3;
+	ASSERT_EQ(0xa61f8d4c170fe531ULL, rustmig_xxh64(buf, 100, 0));
+	ASSERT_EQ(0xf6d8f65c625abb4fULL, rustmig_xxh64(buf, 100, 0x9e3779b97f4a7c15ULL));
+	ASSERT_EQ(0x50a7cfc7ba588784ULL, rustmig_xxh64(buf, 33, 0));
+	ASSERT_EQ(0x1b47cb8243cc8e32ULL, rustmig_xxh64(buf, 15, 0));
+	want = rustmig_xxh64(buf, sizeof(buf), 0);
+	for (i = 0; i < 64; i++) {
+		j = rnd(&rng) % sizeof(buf);
+		rustmig_xxh64_init(&h, 0);
+		rustmig_xxh64_update(&h, buf, j);
+		rustmig_xxh64_update(&h, buf + j, sizeof(buf) - j);
+		ASSERT_EQ(want, rustmig_xxh64_digest(&h));
+	}
 }
 
 FIXTURE(migration_stream) {
@@ -334,7 +367,7 @@ static void m_insert_record(struct mutant *m, size_t at, __u32 tag, __u32 flags,
 	rustmig_put32(m->buf + at + ROFF(tag), tag);
 	rustmig_put32(m->buf + at + ROFF(flags), flags);
 	rustmig_put32(m->buf + at + ROFF(len), len);
-	rustmig_record_fix_crc(m->buf + at, m->len - at);
+	rustmig_record_fix_crc(m->buf + at, m->len - at, rustmig_header_flags(m->buf));
 }
 
 /* A payload length from 1 byte to the largest, evenly spread over the orders of magnitude. */
@@ -451,10 +484,30 @@ static unsigned int record_flip_expect(const struct base *b, size_t pos, int bit
  * does not apply to this stream.
  */
 
-/* Streams the device must accept: what a newer minor version may write. */
+/*
+ * Streams the device must accept: what a newer minor version may write, and
+ * the stream as version 1.0 wrote it.
+ */
 static size_t count_accepted(const struct base *b)
 {
-	return 8;
+	return 9;
+}
+
+/* Make @m the stream version 1.0 writes: no header flag, CRC-32C records. */
+static void m_to_version_1_0(struct mutant *m)
+{
+	size_t off = rustmig_header_len_field(m->buf);
+	__u32 tag;
+
+	rustmig_put16(m->buf + HOFF(version_minor), 0);
+	rustmig_put32(m->buf + HOFF(flags), 0);
+	while (off + REC_HDR <= m->len) {
+		tag = rustmig_get32(m->buf + off + ROFF(tag));
+		rustmig_record_fix_crc(m->buf + off, m->len - off, 0);
+		off += REC_HDR + rustmig_get32(m->buf + off + ROFF(len));
+		if (tag == RUSTMIG_TAG_END)
+			break;
+	}
 }
 
 static bool forge_accepted(const struct base *b, struct mutant *m, size_t k, bool random,
@@ -469,6 +522,7 @@ static bool forge_accepted(const struct base *b, struct mutant *m, size_t k, boo
 		"version_minor 0xffff, header_len 4096 with extension bytes",
 		"an optional record of an unknown tag between records",
 		"version_minor + 1, header_len + 8, an optional record, backend_minor + 1",
+		"version 1.0: no header flag, every record's check value a CRC-32C",
 	};
 	size_t n = 0, at;
 
@@ -497,6 +551,8 @@ static bool forge_accepted(const struct base *b, struct mutant *m, size_t k, boo
 		m_insert_record(m, at, unknown_tag(b, rng), 0, n, rng);
 		m_payload_len_add(m, REC_HDR + n);
 	}
+	if (k == 8)
+		m_to_version_1_0(m);
 	m_fix_header(m);
 	m->expect = OUT_ACCEPTED;
 	if (k == 3 || k == 6 || k == 7)
@@ -654,7 +710,10 @@ static void put_n(char *p, int size, __u64 v)
 		rustmig_put64(p, v);
 }
 
-/* The header cases, then each header flag (the CRC fixed: EOPNOTSUPP). */
+/*
+ * The header cases, then each header flag flipped, the CRC fixed: EOPNOTSUPP,
+ * or EBADMSG at the first record for RUSTMIG_STREAM_RECORD_XXH64.
+ */
 static size_t count_header_fields(const struct base *b)
 {
 	return ARRAY_SIZE(header_cases) + 32;
@@ -667,8 +726,15 @@ static bool forge_header_field(const struct base *b, struct mutant *m, size_t k,
 
 	if (k >= ARRAY_SIZE(header_cases)) {
 		k -= ARRAY_SIZE(header_cases);
-		rustmig_put32(m->buf + HOFF(flags), 1U << k);
+		rustmig_put32(m->buf + HOFF(flags), rustmig_header_flags(m->buf) ^ 1U << k);
 		m_fix_header(m);
+		if (1U << k == RUSTMIG_STREAM_RECORD_XXH64) {
+			/* A known flag: the records' check values no longer match. */
+			m->expect = OUT_EBADMSG;
+			snprintf(m->what, sizeof(m->what),
+				 "flags bit %zu (XXH64 record checks) flipped, CRC fixed", k);
+			return true;
+		}
 		m->expect = OUT_EOPNOTSUPP;
 		m->header_stage = true;
 		snprintf(m->what, sizeof(m->what), "flags bit %zu, CRC fixed", k);
@@ -833,7 +899,7 @@ static bool forge_record_field(const struct base *b, struct mutant *m, size_t k,
 		return false;
 	}
 	if (fix)
-		rustmig_record_fix_crc(p, m->len - r->off);
+		rustmig_record_fix_crc(p, m->len - r->off, rustmig_header_flags(m->buf));
 	at = snprintf(m->what, sizeof(m->what), "record %d (tag %#x, len %u, offset %#llx): %s",
 		      (int)(r - b->recs), r->tag, r->len, (unsigned long long)offset, what);
 	if (bit >= 0 && at < sizeof(m->what))
@@ -1268,7 +1334,9 @@ static void check_base(struct __test_metadata *_metadata, struct base *b, const 
 	ASSERT_EQ(rustmig_header_crc(b->buf, b->hlen),
 		  rustmig_get32(b->buf + RUSTMIG_STREAM_HEADER_CRC_OFFSET))
 		TH_LOG("the device's header_crc is not the CRC-32C of its header");
-	ASSERT_EQ(0, rustmig_get32(b->buf + HOFF(flags)));
+	/* The device saves version 1.1: its records checked by XXH64. */
+	ASSERT_EQ(RUSTMIG_STREAM_RECORD_XXH64, rustmig_get32(b->buf + HOFF(flags)));
+	ASSERT_EQ(1, rustmig_get16(b->buf + HOFF(version_minor)));
 	b->payload_len = rustmig_get64(b->buf + HOFF(payload_len));
 	ASSERT_EQ(b->len - b->hlen, b->payload_len);
 
@@ -1278,7 +1346,7 @@ static void check_base(struct __test_metadata *_metadata, struct base *b, const 
 	ASSERT_GT(b->nrec, 1) TH_LOG("the device's records do not end with the end record");
 	for (i = 0; i < b->nrec; i++) {
 		r = &b->recs[i];
-		ASSERT_TRUE(r->crc_ok) TH_LOG("record %d: its CRC is not the CRC-32C of it", i);
+		ASSERT_TRUE(r->crc_ok) TH_LOG("record %d: its check value does not match it", i);
 		ASSERT_EQ(RUSTMIG_RECORD_MANDATORY, r->flags);
 		if (r->tag == RUSTMIG_TAG_END)
 			break;
