@@ -16,6 +16,14 @@ export VFIO_MIGRATION_TEST_FLAGS=7 VFIO_MIGRATION_TEST_STREAM=rustmig
 echo "== bench: ${RUSTMIG_IVSHMEM_MB} MiB round trip A -> B"
 VFIO_MIGRATION_TEST_PEER=$B VFIO_MIGRATION_TEST_BAR=2 \
 	"$T/vfio_pci_migration_test" -t round_trip_to_peer_is_bit_exact "$A" | grep -v '^ok\|^#  '
+echo "== bench: where the 256 MiB round trip's kernel time goes (perf, kernel self time)"
+echo 0 > /proc/sys/kernel/kptr_restrict
+VFIO_MIGRATION_TEST_PEER=$B VFIO_MIGRATION_TEST_BAR=2 perf record -q -F 4000 -o /tmp/stream.data -- \
+	"$T/vfio_pci_migration_test" -t round_trip_to_peer_is_bit_exact "$A" | grep 'stream read' ||
+	echo "bench: perf record failed on the round trip"
+# Kernel symbols only: the test's own pattern checks are most of its time.
+perf report -q -i /tmp/stream.data --no-children --sort sym --stdio -g none 2>&1 |
+	grep '\[k\]' | head -8 | c++filt | sed 's/\[[0-9a-f]*\]//g'
 echo "== bench: malformed streams"
 VFIO_MIGRATION_STREAMS=2000 "$T/vfio_pci_migration_stream_test" \
 	-t malformed_streams_are_refused "$EDU" | grep 'streams\|^not ok'
