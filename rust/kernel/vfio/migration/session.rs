@@ -172,7 +172,8 @@ enum Io<M: Migration> {
     },
     Resume {
         loader: M::Loader,
-        /// The writer's bytes being consumed.
+        /// The writer's bytes being consumed: as long as the longest write, at most
+        /// [`WRITE_CHUNK`].
         bounce: KVVec<u8>,
         /// The loader refused the stream.
         refused: Option<Error>,
@@ -232,8 +233,6 @@ impl<M: Migration> Session<M> {
 
     /// Opens a resuming session.
     pub(super) fn resume(loader: M::Loader) -> Result<(Arc<Self>, ARef<File>)> {
-        let mut bounce = KVVec::with_capacity(WRITE_CHUNK, GFP_KERNEL)?;
-        bounce.resize(WRITE_CHUNK, 0, GFP_KERNEL)?;
         let progress = Progress {
             pos: 0,
             ready: 0,
@@ -243,7 +242,7 @@ impl<M: Migration> Session<M> {
         };
         let io = Io::Resume {
             loader,
-            bounce,
+            bounce: KVVec::new(),
             refused: None,
         };
         Self::open(io, progress, Access::Write)
@@ -405,6 +404,12 @@ impl<M: Migration> DataFileOps for Session<M> {
             // Copied in pieces: a copy that faults takes nothing of its piece, and the pieces
             // before it are consumed and written.
             let want = buf.len().min(WRITE_CHUNK);
+            // The buffer grows to the longest write seen, up to `WRITE_CHUNK`.
+            if bounce.len() < want {
+                if let Err(e) = bounce.resize(want, 0, GFP_KERNEL) {
+                    return if done > 0 { Ok(done) } else { Err(e.into()) };
+                }
+            }
             let mut n = 0;
             let mut fault = None;
             while n < want {
