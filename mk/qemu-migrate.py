@@ -999,9 +999,12 @@ def xhost_interrupted(vms, case, port, interrupt):
         if "at" in state and "done" not in state and time.time() - state["at"] > 1:
             state["done"] = interrupt(src, dst)
 
-    # Slowed down, and a downtime limit that the device's last bytes never fit: the migration
-    # cannot complete before it is interrupted, however fast the device's data moved.
-    info = migrate(src, dst, port, caps=("return-path", "switchover-ack"),
+    # Slowed down, and paused before the switchover, which only migrate-continue would let
+    # happen: the migration cannot complete before it is interrupted, however fast the
+    # device's data moved (a downtime limit of 1 ms was not enough: once the device's
+    # pre-copy data had moved, what was left fitted).
+    info = migrate(src, dst, port,
+                   caps=("return-path", "switchover-ack", "pause-before-switchover"),
                    params={"max-bandwidth": 64 * 1024, "downtime-limit": 1}, during=during)
     xreport("%s, C" % case, info, 1, QEMU, QEMU)
     tap("done" in state and info["status"] in ("cancelled", "failed"),
@@ -1018,7 +1021,9 @@ def xhost_interrupted(vms, case, port, interrupt):
               machine=XMACHINE)
     vms.append(dst2)
     # The source keeps the interrupted migration's capabilities, which the destination must
-    # share, and its limits: at full speed again.
+    # share, and its limits: at full speed again, and no pause.
+    src.qmp.cmd("migrate-set-capabilities",
+                capabilities=[{"capability": "pause-before-switchover", "state": False}])
     info = migrate(src, dst2, port + 1, caps=("return-path", "switchover-ack"),
                    params={"downtime-limit": 20000, "max-bandwidth": 1 << 30})
     xreport("%s, retry C" % case, info, 1, QEMU, QEMU)
