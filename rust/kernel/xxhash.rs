@@ -59,6 +59,10 @@ fn stripe(acc: [u64; 4], b: &[u8]) -> [u64; 4] {
 
 /// An XXH64 computation, fed incrementally.
 ///
+/// Its layout is that of `struct xxh64_state` (`include/linux/xxhash.h`), field for field, so that
+/// C code that feeds that struct feeds this one, as `xxh64_copy_from_user()` does for a caller
+/// that copies from user space and hashes in one pass.
+///
 /// # Examples
 ///
 /// ```
@@ -91,18 +95,17 @@ fn stripe(acc: [u64; 4], b: &[u8]) -> [u64; 4] {
 /// h.update(&data[96..]);
 /// assert_eq!(h.digest(), 0xa61f_8d4c_170f_e531);
 /// ```
+#[repr(C)]
 #[derive(Clone, Debug)]
 pub struct Xxh64 {
-    /// The bytes fed.
+    /// The bytes fed (`total_len`).
     total: u64,
-    /// The four lanes.
+    /// The four lanes (`v1` to `v4`); the third is the seed until a stripe is complete.
     acc: [u64; 4],
-    /// The seed.
-    seed: u64,
-    /// The bytes of a stripe not complete yet.
+    /// The bytes of a stripe not complete yet (`mem64`).
     buf: [u8; STRIPE],
-    /// How many bytes of `buf` are fed.
-    buffered: usize,
+    /// How many bytes of `buf` are fed (`memsize`).
+    buffered: u32,
 }
 
 impl Xxh64 {
@@ -117,10 +120,23 @@ impl Xxh64 {
                 seed,
                 seed.wrapping_sub(P1),
             ],
-            seed,
             buf: [0; STRIPE],
             buffered: 0,
         }
+    }
+
+    /// Returns how many bytes of `buf` are fed.
+    #[inline(always)]
+    fn fill(&self) -> usize {
+        // CAST: At most `STRIPE`.
+        self.buffered as usize
+    }
+
+    /// Sets how many bytes of `buf` are fed: at most `STRIPE`.
+    #[inline(always)]
+    fn set_fill(&mut self, n: usize) {
+        // CAST: At most `STRIPE`.
+        self.buffered = n as u32;
     }
 
     #[inline(always)]
@@ -132,17 +148,18 @@ impl Xxh64 {
     pub fn update(&mut self, mut data: &[u8]) {
         // CAST: A slice's length fits in a u64.
         self.total = self.total.wrapping_add(data.len() as u64);
-        if self.buffered > 0 {
-            let n = (STRIPE - self.buffered).min(data.len());
-            self.buf[self.buffered..self.buffered + n].copy_from_slice(&data[..n]);
-            self.buffered += n;
+        let fill = self.fill();
+        if fill > 0 {
+            let n = (STRIPE - fill).min(data.len());
+            self.buf[fill..fill + n].copy_from_slice(&data[..n]);
+            self.set_fill(fill + n);
             data = &data[n..];
-            if self.buffered < STRIPE {
+            if fill + n < STRIPE {
                 return;
             }
             let b = self.buf;
             self.stripe_bytes(&b);
-            self.buffered = 0;
+            self.set_fill(0);
         }
         // The lanes in locals: nothing the loop stores can alias them.
         let mut acc = self.acc;
@@ -153,7 +170,7 @@ impl Xxh64 {
         self.acc = acc;
         let rest = stripes.remainder();
         self.buf[..rest.len()].copy_from_slice(rest);
-        self.buffered = rest.len();
+        self.set_fill(rest.len());
     }
 
     /// Feeds `n` 8-byte words, the `i`-th being the little-endian bytes of `word(i)`, called
@@ -164,22 +181,23 @@ impl Xxh64 {
     #[inline]
     pub fn update_words(&mut self, n: usize, mut word: impl FnMut(usize) -> u64) {
         let mut i = 0;
-        if self.buffered % 8 != 0 {
+        if self.fill() % 8 != 0 {
             while i < n {
                 self.update(&word(i).to_le_bytes());
                 i += 1;
             }
             return;
         }
-        while self.buffered > 0 && i < n {
-            self.buf[self.buffered..self.buffered + 8].copy_from_slice(&word(i).to_le_bytes());
-            self.buffered += 8;
+        while self.fill() > 0 && i < n {
+            let fill = self.fill();
+            self.buf[fill..fill + 8].copy_from_slice(&word(i).to_le_bytes());
+            self.set_fill(fill + 8);
             self.total = self.total.wrapping_add(8);
             i += 1;
-            if self.buffered == STRIPE {
+            if fill + 8 == STRIPE {
                 let b = self.buf;
                 self.stripe_bytes(&b);
-                self.buffered = 0;
+                self.set_fill(0);
             }
         }
         // The lanes in locals, as `word` may store anywhere; the loop has no branch but its own,
@@ -207,8 +225,9 @@ impl Xxh64 {
             .total
             .wrapping_add((stripes as u64).wrapping_mul(STRIPE as u64));
         while i < n {
-            self.buf[self.buffered..self.buffered + 8].copy_from_slice(&word(i).to_le_bytes());
-            self.buffered += 8;
+            let fill = self.fill();
+            self.buf[fill..fill + 8].copy_from_slice(&word(i).to_le_bytes());
+            self.set_fill(fill + 8);
             self.total = self.total.wrapping_add(8);
             i += 1;
         }
@@ -225,10 +244,11 @@ impl Xxh64 {
                 .wrapping_add(v4.rotate_left(18));
             merge_round(merge_round(merge_round(merge_round(h, v1), v2), v3), v4)
         } else {
-            self.seed.wrapping_add(P5)
+            // No stripe was complete: the third lane is still the seed.
+            v3.wrapping_add(P5)
         };
         h = h.wrapping_add(self.total);
-        let mut p = &self.buf[..self.buffered];
+        let mut p = &self.buf[..self.fill()];
         while p.len() >= 8 {
             h ^= round(0, le64(p));
             h = h.rotate_left(27).wrapping_mul(P1).wrapping_add(P4);
