@@ -26,6 +26,7 @@ use kernel::{
         new_mutex,
         Mutex, //
     },
+    uaccess::UserSliceReader,
     vfio::{
         migration::{
             self,
@@ -105,14 +106,16 @@ struct Loading {
 }
 
 impl migration::Loader<SampleDriver> for Loading {
-    fn consume(&mut self, _s: &Session<SampleDriver>, bytes: &[u8]) -> Result {
-        let dst = self
-            .buf
-            .get_mut(self.len..self.len + bytes.len())
-            .ok_or(EINVAL)?;
-        dst.copy_from_slice(bytes);
-        self.len += bytes.len();
-        Ok(())
+    fn consume(&mut self, _s: &Session<SampleDriver>, src: &mut UserSliceReader) -> Result<usize> {
+        let n = src.len();
+        let dst = self.buf.get_mut(self.len..self.len + n).ok_or(EINVAL)?;
+        // A buffer that faults takes nothing: the write fails with `EFAULT`, and may be made
+        // again.
+        if src.read_slice(dst).is_err() {
+            return Ok(0);
+        }
+        self.len += n;
+        Ok(n)
     }
 
     fn finish(&mut self, _s: &Session<SampleDriver>, _written: u64) -> Result {

@@ -43,8 +43,7 @@ pub use session::{
     Part,
     Pending,
     Saver,
-    Session,
-    WRITE_CHUNK, //
+    Session, //
 };
 
 /// A migration state of a device, `enum vfio_device_mig_state`.

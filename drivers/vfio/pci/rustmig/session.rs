@@ -3,10 +3,12 @@
 //! The stream of a migration session, in and out of the device.
 //!
 //! [`Saver`] builds the stream one unit (the header, a record, the end record) at a time from
-//! the device; [`Loader`] hands the writer's bytes to the [`Parser`], which gives it each
-//! complete record to apply to the device. Either way the kernel memory used is a few
-//! [`CHUNK`]s, whatever the size of the device's state. The data file itself, and every rule of
-//! the uAPI about it, is `kernel::vfio::migration`'s [`Session`].
+//! the device; [`Loader`] has the [`Parser`] copy the writer's bytes, checking each record as it
+//! copies it, and applies the records it staged to the device, up to
+//! [`STAGE`](crate::stream::STAGE) bytes of them under one lock. Either way the kernel memory used
+//! is bounded (a few [`CHUNK`]s to save, a stage and a record to load), whatever the size of the
+//! device's state. The data file itself, and every rule of the uAPI about it, is
+//! `kernel::vfio::migration`'s [`Session`].
 //!
 //! The device's BARs are only touched with them locked ([`Bars`], the core's `memory_lock`) and
 //! after checking, under that lock, that the session has not ended: a reset ends sessions under
@@ -26,6 +28,7 @@ use crate::{
         Parser,
         RecordHash,
         Section,
+        Source,
         Unit,
         CHUNK,
         FLAG_MANDATORY,
@@ -38,13 +41,21 @@ use crate::{
     },
     RustMig, //
 };
+use core::mem::{
+    align_of,
+    size_of,
+    MaybeUninit, //
+};
 use kernel::{
+    bindings,
     bitmap::{
         Bitmap,
         BitmapVec, //
     },
+    ffi::c_ulong,
     prelude::*,
     sync::aref::ARef,
+    uaccess::UserSliceReader,
     vfio::{
         migration::{
             self,
@@ -58,6 +69,7 @@ use kernel::{
             WriteTracker, //
         },
     }, //
+    xxhash::Xxh64,
 };
 
 /// Locks the BARs of `dev` for an access on behalf of session `s`, unless it ended.
@@ -69,6 +81,56 @@ fn bars<'a>(dev: &'a Device<RustMig>, s: &Session<RustMig>) -> Result<Bars<'a>> 
         return Err(ENODEV);
     }
     Ok(bars)
+}
+
+/// The writer's buffer of a resuming session's write, as the stream parser's source.
+struct UserSource<'a>(&'a mut UserSliceReader);
+
+// `Xxh64` has the layout of `struct xxh64_state` (see `kernel::xxhash`): the C functions that
+// feed one feed the other.
+const _: () = assert!(
+    size_of::<Xxh64>() == size_of::<bindings::xxh64_state>()
+        && align_of::<Xxh64>() == align_of::<bindings::xxh64_state>()
+);
+
+/// Views `b` as bytes that may be uninitialized, for a copy into it.
+fn as_uninit(b: &mut [u8]) -> &mut [MaybeUninit<u8>] {
+    // SAFETY: `MaybeUninit<u8>` has the layout of `u8`, and the copies this is given to write
+    // only initialized bytes.
+    unsafe { &mut *(core::ptr::from_mut(b) as *mut [MaybeUninit<u8>]) }
+}
+
+impl Source for UserSource<'_> {
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    fn read(&mut self, dst: &mut [u8]) -> usize {
+        // SAFETY: `copy_from_user` writes only to the `n` bytes at `to`, reads the user memory
+        // at `from` itself, and returns how many bytes at the end of the range it did not copy.
+        let res = unsafe {
+            self.0.read_raw_with(as_uninit(dst), |to, from, n| {
+                // CAST: `usize` and `c_ulong` are the same width on the kernel's architectures.
+                bindings::copy_from_user(to, from, n as c_ulong) as usize
+            })
+        };
+        // Only a read longer than the source fails, and the parser reads no further than it.
+        res.unwrap_or(0)
+    }
+
+    fn read_hashed(&mut self, dst: &mut [u8], hash: &mut Xxh64) -> usize {
+        let state = core::ptr::from_mut(hash).cast::<bindings::xxh64_state>();
+        // SAFETY: `xxh64_copy_from_user` writes only to the `n` bytes at `to`, reads the user
+        // memory at `from` as `copy_from_user` does, and returns how many bytes at the end of
+        // the range it did not copy; `state` is a valid `struct xxh64_state` (see above) for
+        // the call, borrowed from `hash`.
+        let res = unsafe {
+            self.0.read_raw_with(as_uninit(dst), |to, from, n| {
+                bindings::xxh64_copy_from_user(state, to, from, n)
+            })
+        };
+        res.unwrap_or(0)
+    }
 }
 
 /// The stream of a saving device.
@@ -489,6 +551,12 @@ pub(crate) struct Loader {
     /// The device.
     dev: ARef<Device<RustMig>>,
     parser: Parser,
+    /// What the records applied so far covered.
+    rx: Received,
+}
+
+/// What the records applied to a resuming device covered.
+struct Received {
     /// The section and offset the next record must carry (version 1.0).
     next_section: usize,
     next_offset: u64,
@@ -496,38 +564,26 @@ pub(crate) struct Loader {
     covered: KVec<BitmapVec>,
 }
 
-impl Loader {
-    /// Creates the loader of `dev`'s stream.
-    pub(crate) fn new(dev: &Device<RustMig>) -> Result<Self> {
-        Ok(Loader {
-            dev: dev.into(),
-            parser: Parser::new()?,
-            next_section: 0,
-            next_offset: 0,
-            covered: KVec::new(),
-        })
-    }
-}
-
-impl migration::Loader<RustMig> for Loader {
-    /// Parses `bytes`, applying complete records to the device.
-    fn consume(&mut self, s: &Session<RustMig>, bytes: &[u8]) -> Result {
-        let io = &self.dev;
+impl Received {
+    /// Checks the unit `ev` of the stream and applies it to `io`, through `locked`: its BARs,
+    /// locked for session `s` at the first record that needs them.
+    fn event<'a>(
+        &mut self,
+        io: &'a Device<RustMig>,
+        s: &Session<RustMig>,
+        locked: &mut Option<Bars<'a>>,
+        ev: Event<'_>,
+    ) -> Result {
         let data = io.data();
         let dev = io.as_ref();
-        let (next_section, next_offset) = (&mut self.next_section, &mut self.next_offset);
-        let covered = &mut self.covered;
-        // The BARs are locked once for all the records of these bytes, at the first: each
-        // lock of a device whose memory decoding is off (a destination whose guest has not
-        // run) turns it on and off again, which an emulated platform pays for dearly.
-        let mut locked: Option<Bars<'_>> = None;
-        let fed = self.parser.feed(bytes, |ev| match ev {
+        match ev {
             Event::Header(h) => {
                 data.check_header(dev, h)?;
                 if h.major == VERSION_MAJOR_PRECOPY {
                     for sec in data.layout.sections() {
                         let pages = usize::try_from(sec.pages()).map_err(|_| EINVAL)?;
-                        covered.push(BitmapVec::new(pages, GFP_KERNEL)?, GFP_KERNEL)?;
+                        self.covered
+                            .push(BitmapVec::new(pages, GFP_KERNEL)?, GFP_KERNEL)?;
                     }
                 }
                 Ok(())
@@ -549,7 +605,7 @@ impl migration::Loader<RustMig> for Loader {
                 };
                 let (offset, bytes) = section_data(payload)?;
                 let section = data.layout.sections()[idx];
-                if let Some(pages) = covered.get_mut(idx) {
+                if let Some(pages) = self.covered.get_mut(idx) {
                     // Version 2.0: whole pages, anywhere in the section, the last one winning.
                     let Ok((first, n)) = section.page_range(offset, bytes.len()) else {
                         return Err(data.refuse(
@@ -574,12 +630,15 @@ impl migration::Loader<RustMig> for Loader {
                 }
                 // Only the section being received has bytes left (`next_offset` is below its
                 // length); for any other the subtraction means nothing, and may not be made.
-                let want = if idx == *next_section {
-                    (section.len - *next_offset).min(crate::stream::CHUNK as u64)
+                let want = if idx == self.next_section {
+                    (section.len - self.next_offset).min(crate::stream::CHUNK as u64)
                 } else {
                     0
                 };
-                if idx != *next_section || offset != *next_offset || bytes.len() as u64 != want {
+                if idx != self.next_section
+                    || offset != self.next_offset
+                    || bytes.len() as u64 != want
+                {
                     return Err(data.refuse(
                         dev,
                         EINVAL,
@@ -594,18 +653,18 @@ impl migration::Loader<RustMig> for Loader {
                     None => locked.insert(bars(io, s)?),
                 };
                 load_section(io, bars, tag, offset, bytes)?;
-                *next_offset += want;
-                if *next_offset == section.len {
-                    *next_section += 1;
-                    *next_offset = 0;
+                self.next_offset += want;
+                if self.next_offset == section.len {
+                    self.next_section += 1;
+                    self.next_offset = 0;
                 }
                 Ok(())
             }
             Event::End => {
-                let complete = if covered.is_empty() {
-                    *next_section == data.layout.sections().len()
+                let complete = if self.covered.is_empty() {
+                    self.next_section == data.layout.sections().len()
                 } else {
-                    covered
+                    self.covered
                         .iter()
                         .all(|pages| written_pages(pages, 0).count() == pages.len())
                 };
@@ -618,12 +677,70 @@ impl migration::Loader<RustMig> for Loader {
                 }
                 Ok(())
             }
-        });
-        match fed {
-            Ok(()) => data.stats.loaded(bytes.len()),
-            Err(e) => data.stats.refused(e),
         }
-        fed
+    }
+}
+
+impl Loader {
+    /// Creates the loader of `dev`'s stream.
+    pub(crate) fn new(dev: &Device<RustMig>) -> Result<Self> {
+        Ok(Loader {
+            dev: dev.into(),
+            parser: Parser::new()?,
+            rx: Received {
+                next_section: 0,
+                next_offset: 0,
+                covered: KVec::new(),
+            },
+        })
+    }
+}
+
+impl migration::Loader<RustMig> for Loader {
+    /// Has the parser copy the writer's bytes, and applies the records it staged to the device
+    /// under one lock of the BARs per [`STAGE`](crate::stream::STAGE) bytes. The lock is never
+    /// held while the user's memory is read: the writer's buffer may be a BAR mmap, whose fault
+    /// takes that lock.
+    fn consume(&mut self, s: &Session<RustMig>, src: &mut UserSliceReader) -> Result<usize> {
+        let io = &self.dev;
+        let data = io.data();
+        let total = src.len();
+        let mut src = UserSource(src);
+        let res = loop {
+            let filled = self.parser.fill(&mut src);
+            if self.parser.has_staged() {
+                // The BARs are locked at the first record and stay locked for the others staged
+                // with it: each lock of a device whose memory decoding is off (a destination
+                // whose guest has not run) turns it on and off again, which an emulated
+                // platform pays for dearly.
+                let mut locked: Option<Bars<'_>> = None;
+                let drained = self
+                    .parser
+                    .drain(|ev| self.rx.event(io, s, &mut locked, ev));
+                drop(locked);
+                if let Err(e) = drained {
+                    break Err(e);
+                }
+            }
+            match filled {
+                Err(e) => break Err(e),
+                // A fault: the bytes before it were taken.
+                Ok(true) => break Ok(()),
+                Ok(false) if src.len() == 0 => break Ok(()),
+                Ok(false) => {}
+            }
+        };
+        let taken = total - src.len();
+        match res {
+            Ok(()) => {
+                data.stats.loaded(taken);
+                Ok(taken)
+            }
+            Err(e) => {
+                data.stats.refused(e);
+                Err(e)
+            }
+        }
     }
 
     /// Fails unless the whole stream was written and accepted.

@@ -18,7 +18,8 @@
 //! order. The end record has tag [`TAG_END`] and no payload.
 //!
 //! Both directions work in bounded memory: the saving side builds one record at a time, the
-//! [`Parser`] holds at most one record, and checks it whole before handing it on.
+//! [`Parser`] stages at most [`STAGE`] bytes of records and one more, and checks each whole
+//! before handing it on.
 //!
 //! This module is pure: it uses `kernel::prelude`, `kernel::crc`, `kernel::xxhash` and
 //! `kernel::uapi` only, so that the userspace inspector (`tools/rustmig`) builds the very same
@@ -629,8 +630,73 @@ enum Phase {
     Failed(Error),
 }
 
-/// An incremental, bounded stream parser: it accepts the stream in pieces of any size and reports
-/// each complete, checked unit through a sink.
+/// The bytes of complete units a [`Parser`] stages before they are handed on: it stops taking
+/// bytes at the end of the unit that reaches this many.
+pub(crate) const STAGE: usize = 1024 * 1024;
+/// The most units a [`Parser`] stages before they are handed on.
+const MAX_STAGED: usize = 64;
+/// The longest unit: a record with the largest payload, or the longest header.
+const MAX_UNIT: usize = if RECORD_HEADER_LEN + MAX_RECORD > MAX_HEADER_LEN {
+    RECORD_HEADER_LEN + MAX_RECORD
+} else {
+    MAX_HEADER_LEN
+};
+
+/// Where the bytes a [`Parser`] takes come from: a slice, or the user's buffer of a write.
+pub(crate) trait Source {
+    /// Returns how many bytes are left.
+    fn len(&self) -> usize;
+
+    /// Copies the next `dst.len()` bytes (at most [`Source::len`]) into `dst` and moves past
+    /// them; returns how many it copied, fewer only when the next one cannot be read (a fault).
+    fn read(&mut self, dst: &mut [u8]) -> usize;
+
+    /// As [`Source::read`], feeding the bytes copied to `hash`: each is read from the source
+    /// once, so what is hashed is what was copied.
+    fn read_hashed(&mut self, dst: &mut [u8], hash: &mut Xxh64) -> usize;
+}
+
+impl Source for &[u8] {
+    fn len(&self) -> usize {
+        <[u8]>::len(self)
+    }
+
+    fn read(&mut self, dst: &mut [u8]) -> usize {
+        let n = dst.len().min(<[u8]>::len(self));
+        let (head, rest) = self.split_at(n);
+        dst[..n].copy_from_slice(head);
+        *self = rest;
+        n
+    }
+
+    fn read_hashed(&mut self, dst: &mut [u8], hash: &mut Xxh64) -> usize {
+        let n = self.read(dst);
+        hash.update(&dst[..n]);
+        n
+    }
+}
+
+/// A complete, checked unit staged in a [`Parser`]'s buffer.
+#[derive(Clone, Copy, Debug)]
+enum Staged {
+    /// The header, at `start..end` of the buffer.
+    Header { start: usize, end: usize },
+    /// A record other than the end record, its payload at `start..end` of the buffer.
+    Record {
+        tag: u32,
+        mandatory: bool,
+        start: usize,
+        end: usize,
+    },
+    /// The end record.
+    End,
+}
+
+/// An incremental, bounded stream parser: it takes the stream in pieces of any size from a
+/// [`Source`], stages each unit once it is complete and checked ([`Parser::fill`]), and hands the
+/// staged units to a sink ([`Parser::drain`]), up to [`STAGE`] bytes of them at a time, so that a
+/// receiver applies them under one lock taken after the copy. A record checked with XXH64 is
+/// hashed as it is copied from the source, in one pass.
 ///
 /// It refuses, with the errno of the first problem found:
 /// - [`EINVAL`]: a bad magic or header length, unknown record flags, a record longer than
@@ -643,12 +709,21 @@ enum Phase {
 /// - whatever the sink returns.
 pub(crate) struct Parser {
     phase: Phase,
-    /// The bytes of the unit being collected.
-    buf: KVec<u8>,
-    /// The length of the unit being collected.
+    /// The staged units, then the bytes of the unit being collected; its length grows up to
+    /// [`STAGE`] and a unit.
+    buf: KVVec<u8>,
+    /// The bytes of `buf` in use.
+    len: usize,
+    /// Where the unit being collected starts in `buf`.
+    start: usize,
+    /// The length of the unit being collected (a record's includes its header).
     need: usize,
-    /// The record header being collected or whose payload is being collected.
+    /// The staged units, in stream order.
+    staged: KVec<Staged>,
+    /// The record header of the record being collected.
     rec: [u8; RECORD_HEADER_LEN],
+    /// The XXH64 check value of the record being collected, fed as its payload is copied.
+    hash: RecordHash,
     /// The header's `payload_len`, once known.
     payload_len: u64,
     /// The header's major version, once known: 2 has no `payload_len`.
@@ -660,13 +735,19 @@ pub(crate) struct Parser {
 }
 
 impl Parser {
-    /// Creates a parser; it allocates its one-record buffer now.
+    /// Creates a parser; it allocates room for its longest unit now, and more as it stages.
     pub(crate) fn new() -> Result<Parser> {
+        let mut buf = KVVec::new();
+        buf.resize(MAX_UNIT, 0, GFP_KERNEL)?;
         Ok(Parser {
             phase: Phase::Header,
-            buf: KVec::with_capacity(MAX_RECORD.max(MAX_HEADER_LEN), GFP_KERNEL)?,
+            buf,
+            len: 0,
+            start: 0,
             need: HEADER_LEN,
+            staged: KVec::with_capacity(MAX_STAGED, GFP_KERNEL)?,
             rec: [0; RECORD_HEADER_LEN],
+            hash: RecordHash::new(&[0; RECORD_HEADER_LEN]),
             payload_len: 0,
             major: VERSION_MAJOR,
             check: Check::Crc32c,
@@ -687,70 +768,150 @@ impl Parser {
         }
     }
 
-    /// Feeds the next bytes of the stream, reporting complete units to `sink`.
+    /// Returns whether units are staged, for [`Parser::drain`].
+    pub(crate) fn has_staged(&self) -> bool {
+        !self.staged.is_empty()
+    }
+
+    /// Feeds `data`, the next bytes of the stream, reporting complete units to `sink`.
     ///
     /// The first error, from the parser or from `sink`, refuses the stream: this and every later
     /// call return it.
+    // The driver fills and drains; the KUnit tests and the inspector feed slices.
+    #[allow(dead_code)]
     pub(crate) fn feed(
         &mut self,
         data: &[u8],
         mut sink: impl FnMut(Event<'_>) -> Result,
     ) -> Result {
+        let mut src = data;
+        loop {
+            let filled = self.fill(&mut src);
+            self.drain(&mut sink)?;
+            filled?;
+            if src.is_empty() {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Takes the next bytes of the stream from `src` and stages the units they complete, until
+    /// `src` is empty, a fault stops it (`Ok(true)`), or [`STAGE`] bytes of units are staged.
+    ///
+    /// An error refuses the stream; the units staged before it stay staged, for
+    /// [`Parser::drain`] to hand on first.
+    pub(crate) fn fill(&mut self, src: &mut impl Source) -> Result<bool> {
         if let Phase::Failed(e) = self.phase {
             return Err(e);
         }
-        let res = self.feed_inner(data, &mut sink);
+        let res = self.fill_inner(src);
         if let Err(e) = res {
             self.phase = Phase::Failed(e);
         }
         res
     }
 
-    fn feed_inner(
-        &mut self,
-        mut data: &[u8],
-        sink: &mut impl FnMut(Event<'_>) -> Result,
-    ) -> Result {
-        while !data.is_empty() {
+    fn fill_inner(&mut self, src: &mut impl Source) -> Result<bool> {
+        while src.len() > 0 {
             if self.phase == Phase::Done {
                 // Bytes after the end record.
                 return Err(EINVAL);
             }
-            // A payload that arrives whole is checked and handed on where it is: a record's
-            // bytes are copied once less.
-            if self.phase == Phase::Payload && self.buf.is_empty() && data.len() >= self.need {
-                let (payload, rest) = data.split_at(self.need);
-                data = rest;
-                self.record_done(payload, sink)?;
-                continue;
+            let have = self.len - self.start;
+            if have == 0 && (self.len >= STAGE || self.staged.len() == MAX_STAGED) {
+                break;
             }
-            // `need` never exceeds the buffer's capacity: this does not allocate.
-            let n = (self.need - self.buf.len()).min(data.len());
-            self.buf.extend_from_slice(&data[..n], GFP_KERNEL)?;
-            data = &data[n..];
-            if self.buf.len() == self.need {
-                self.unit_done(sink)?;
+            let want = (self.need - have).min(src.len());
+            if !self.room(want) {
+                if self.staged.is_empty() {
+                    // The buffer always holds the longest unit.
+                    return Err(ENOMEM);
+                }
+                break;
+            }
+            let dst = &mut self.buf[self.len..self.len + want];
+            let n = if self.phase == Phase::Payload && self.check == Check::Xxh64 {
+                src.read_hashed(dst, self.hash.hash())
+            } else {
+                src.read(dst)
+            };
+            self.len += n;
+            if n < want {
+                return Ok(true);
+            }
+            if have + n == self.need {
+                self.unit_done()?;
+            }
+        }
+        Ok(false)
+    }
+
+    /// Makes room for `want` more bytes in `buf`, growing it up to [`STAGE`] and a unit; false
+    /// if it cannot grow.
+    fn room(&mut self, want: usize) -> bool {
+        let end = self.len + want;
+        if end <= self.buf.len() {
+            return true;
+        }
+        let grown = end.max(2 * self.buf.len()).min(STAGE + MAX_UNIT).max(end);
+        self.buf.resize(grown, 0, GFP_KERNEL).is_ok()
+    }
+
+    /// Hands the staged units to `sink` in stream order and keeps the unit being collected.
+    ///
+    /// An error, from `sink` or from the header, refuses the stream. It comes before any error
+    /// [`Parser::fill`] found after these units.
+    pub(crate) fn drain(&mut self, mut sink: impl FnMut(Event<'_>) -> Result) -> Result {
+        let res = self.drain_inner(&mut sink);
+        self.staged.clear();
+        // The unit being collected moves to the front.
+        self.buf.copy_within(self.start..self.len, 0);
+        self.len -= self.start;
+        self.start = 0;
+        if let Err(e) = res {
+            self.phase = Phase::Failed(e);
+        }
+        res
+    }
+
+    fn drain_inner(&self, sink: &mut impl FnMut(Event<'_>) -> Result) -> Result {
+        for u in self.staged.iter() {
+            match *u {
+                Staged::Header { start, end } => {
+                    let h = Header::decode(&self.buf[start..end])?;
+                    sink(Event::Header(&h))?;
+                }
+                Staged::Record {
+                    tag,
+                    mandatory,
+                    start,
+                    end,
+                } => sink(Event::Record {
+                    tag,
+                    mandatory,
+                    payload: &self.buf[start..end],
+                })?,
+                Staged::End => sink(Event::End)?,
             }
         }
         Ok(())
     }
 
-    /// Handles the unit collected in `buf`.
-    fn unit_done(&mut self, sink: &mut impl FnMut(Event<'_>) -> Result) -> Result {
+    /// Handles the unit just completed, at `start..len` of `buf`.
+    fn unit_done(&mut self) -> Result {
         match self.phase {
             Phase::Header => {
-                let header_len = Header::check_start(&self.buf)?;
+                let header_len = Header::check_start(&self.buf[self.start..self.len])?;
                 if header_len > HEADER_LEN {
                     self.phase = Phase::HeaderRest;
                     self.need = header_len;
                 } else {
-                    self.whole_header(sink)?;
+                    self.whole_header()?;
                 }
             }
-            Phase::HeaderRest => self.whole_header(sink)?,
+            Phase::HeaderRest => self.whole_header()?,
             Phase::RecordHeader => {
-                self.rec.copy_from_slice(&self.buf);
-                self.buf.clear();
+                self.rec.copy_from_slice(&self.buf[self.start..self.len]);
                 let (tag, flags) = (le32(&self.rec, rec!(tag)), le32(&self.rec, rec!(flags)));
                 // CAST: u32 fits usize.
                 let len = le32(&self.rec, rec!(len)) as usize;
@@ -759,47 +920,45 @@ impl Parser {
                     return Err(EINVAL);
                 }
                 self.consume(RECORD_HEADER_LEN + len)?;
+                if self.check == Check::Xxh64 {
+                    self.hash = RecordHash::new(&self.rec);
+                }
                 if len == 0 {
-                    self.record_done(&[], sink)?;
+                    self.record_done()?;
                 } else {
                     self.phase = Phase::Payload;
-                    self.need = len;
+                    self.need = RECORD_HEADER_LEN + len;
                 }
             }
-            Phase::Payload => {
-                // The buffer is lent out for the sink and given back, its allocation kept.
-                let buf = core::mem::replace(&mut self.buf, KVec::new());
-                let res = self.record_done(&buf, sink);
-                self.buf = buf;
-                self.buf.clear();
-                res?;
-            }
+            Phase::Payload => self.record_done()?,
             Phase::Done | Phase::Failed(_) => return Err(EINVAL),
         }
         Ok(())
     }
 
-    /// Checks the whole header in `buf` and hands it to `sink`.
-    fn whole_header(&mut self, sink: &mut impl FnMut(Event<'_>) -> Result) -> Result {
-        let h = Header::decode(&self.buf)?;
-        sink(Event::Header(&h))?;
+    /// Checks the whole header, at `start..len` of `buf`, and stages it.
+    fn whole_header(&mut self) -> Result {
+        let h = Header::decode(&self.buf[self.start..self.len])?;
         self.payload_len = h.payload_len;
         self.major = h.major;
         self.check = h.check;
-        self.buf.clear();
+        self.stage(Staged::Header {
+            start: self.start,
+            end: self.len,
+        })?;
         self.record_header_next();
         Ok(())
     }
 
-    /// Checks the complete record in `rec` and `buf` and hands it to `sink`.
-    /// Checks the record whose header is in `rec` and whose payload is `payload`, and hands
-    /// it to `sink`.
-    fn record_done(
-        &mut self,
-        payload: &[u8],
-        sink: &mut impl FnMut(Event<'_>) -> Result,
-    ) -> Result {
-        if le32(&self.rec, RECORD_CRC_COVERS) != self.check.record(&self.rec, payload) {
+    /// Checks the record whose header is in `rec` and whose payload ends `buf`, and stages it.
+    fn record_done(&mut self) -> Result {
+        let (start, end) = (self.start + RECORD_HEADER_LEN, self.len);
+        let value = match self.check {
+            // Fed as the payload was copied.
+            Check::Xxh64 => self.hash.value(),
+            c => c.record(&self.rec, &self.buf[start..end]),
+        };
+        if le32(&self.rec, RECORD_CRC_COVERS) != value {
             return Err(EBADMSG);
         }
         let tag = le32(&self.rec, rec!(tag));
@@ -807,21 +966,29 @@ impl Parser {
             if self.major == VERSION_MAJOR && self.consumed != self.payload_len {
                 return Err(EINVAL);
             }
-            sink(Event::End)?;
+            self.stage(Staged::End)?;
+            self.start = self.len;
             self.phase = Phase::Done;
             return Ok(());
         }
-        sink(Event::Record {
+        self.stage(Staged::Record {
             tag,
             mandatory: le32(&self.rec, rec!(flags)) & FLAG_MANDATORY != 0,
-            payload,
+            start,
+            end,
         })?;
         self.record_header_next();
         Ok(())
     }
 
-    /// Expects a record header next.
+    /// Stages `unit`. `fill` stops before `staged` is full, so this does not allocate.
+    fn stage(&mut self, unit: Staged) -> Result {
+        Ok(self.staged.push(unit, GFP_KERNEL)?)
+    }
+
+    /// Expects a record header next, after the unit just completed.
     fn record_header_next(&mut self) {
+        self.start = self.len;
         self.phase = Phase::RecordHeader;
         self.need = RECORD_HEADER_LEN;
     }
@@ -1311,6 +1478,105 @@ mod tests {
         assert_eq!(p.records, 0);
         assert!(!p.complete);
         assert!(p.err == Some(EPROTO));
+        Ok(())
+    }
+
+    /// A source that gives at most `step` bytes a call, as if the byte after them faulted.
+    struct Faulting<'a> {
+        data: &'a [u8],
+        step: usize,
+    }
+
+    impl Source for Faulting<'_> {
+        fn len(&self) -> usize {
+            self.data.len()
+        }
+
+        fn read(&mut self, dst: &mut [u8]) -> usize {
+            let n = dst.len().min(self.step);
+            self.data.read(&mut dst[..n])
+        }
+
+        fn read_hashed(&mut self, dst: &mut [u8], hash: &mut Xxh64) -> usize {
+            let n = dst.len().min(self.step);
+            self.data.read_hashed(&mut dst[..n], hash)
+        }
+    }
+
+    /// Parses `s` through fill and drain from a source that faults every `step` bytes: returns
+    /// the records, their section bytes, the faults and whether the stream was complete.
+    fn parse_faulting(s: &[u8], step: usize) -> Result<(u32, u64, u32, bool)> {
+        let mut p = Parser::new()?;
+        let mut src = Faulting { data: s, step };
+        let (mut records, mut bytes, mut faults) = (0u32, 0u64, 0u32);
+        while src.len() > 0 {
+            let filled = p.fill(&mut src);
+            p.drain(|ev| {
+                if let Event::Record { payload, .. } = ev {
+                    records += 1;
+                    bytes += section_data(payload)?.1.len() as u64;
+                }
+                Ok(())
+            })?;
+            if filled? {
+                faults += 1;
+            }
+        }
+        Ok((records, bytes, faults, p.is_complete()))
+    }
+
+    #[test]
+    fn a_source_that_faults_part_way_loses_nothing() -> Result {
+        let l = layout()?;
+        let s = build(&l, |t, o| (o as u8) ^ (t as u8))?;
+        // Steps that end a copy inside a header, a record header, an XXH64 stripe and a payload.
+        for step in [1, 7, 31, 33, 4096 + 5, 70_000] {
+            let (records, bytes, faults, complete) = parse_faulting(&s, step)?;
+            assert_eq!(records, 4);
+            assert_eq!(bytes, 2 * CHUNK as u64 + 11);
+            assert!(complete);
+            // Only a step shorter than a record makes a copy fault.
+            let (faulted, short) = (faults > 0, step < MAX_RECORD);
+            assert_eq!(faulted, short);
+        }
+        // A corrupt byte is still found.
+        let mut v = copy(&s)?;
+        let at = HEADER_LEN + 2 * RECORD_HEADER_LEN + 2 * OFFSET_LEN + 8 + 1000;
+        v[at] ^= 4;
+        assert!(parse_faulting(&v, 33).err() == Some(EBADMSG));
+        Ok(())
+    }
+
+    #[test]
+    fn staging_stops_at_stage_and_hands_units_on_in_order() -> Result {
+        // A section of 20 records: more than `STAGE` bytes of them.
+        let l = Layout::new(&[Section {
+            tag: 2,
+            len: 20 * CHUNK as u64,
+        }])?;
+        let s = build(&l, |_, o| (o >> 16) as u8)?;
+        let mut p = Parser::new()?;
+        let mut src = &s[..];
+        let (mut fills, mut next) = (0u32, 0u64);
+        while !src.is_empty() {
+            let before = src.len();
+            assert!(!p.fill(&mut src)?);
+            fills += 1;
+            // At most `STAGE` bytes and one record taken.
+            assert!(before - src.len() <= STAGE + RECORD_HEADER_LEN + MAX_RECORD);
+            p.drain(|ev| {
+                if let Event::Record { payload, .. } = ev {
+                    let (offset, data) = section_data(payload)?;
+                    assert_eq!(offset, next);
+                    assert!(data.iter().all(|&b| b == (offset >> 16) as u8));
+                    next += data.len() as u64;
+                }
+                Ok(())
+            })?;
+        }
+        assert!(fills > 1);
+        assert_eq!(next, 20 * CHUNK as u64);
+        assert!(p.is_complete());
         Ok(())
     }
 }

@@ -4,11 +4,11 @@
 //!
 //! A saving session asks its [`Saver`] for the stream one unit at a time (a unit is whatever the
 //! saver builds at once, a record for instance) and copies it to the reader; a resuming session
-//! copies at most [`WRITE_CHUNK`] bytes of the writer's data at a time and hands them to its
-//! [`Loader`]. The stream of a saving session need not have a length known in advance: in
-//! PRE_COPY the saver hands out what it has now (the initial part of the state, then what the
-//! running device changed since it was read, pass after pass), and in STOP_COPY the rest. The
-//! file implements the uAPI's rules whatever the driver:
+//! hands the writer's buffer to its [`Loader`], which copies from it what it takes, so that a
+//! loader that checks what it copies does it in the same pass. The stream of a saving session
+//! need not have a length known in advance: in PRE_COPY the saver hands out what it has now (the
+//! initial part of the state, then what the running device changed since it was read, pass after
+//! pass), and in STOP_COPY the rest. The file implements the uAPI's rules whatever the driver:
 //!
 //! - a read in PRE_COPY with nothing to read now fails with `ENOMSG` (a temporary end: more may
 //!   come); in STOP_COPY, the end of the stream reads 0;
@@ -70,15 +70,6 @@ static IO_NAME: &CStr = c"vfio::migration::Session::io";
 static PROGRESS_NAME: &CStr = c"vfio::migration::Session::progress";
 static WAIT_NAME: &CStr = c"vfio::migration::Session::wait";
 
-/// The most bytes a [`Loader`] is given at once. Large, so that the units of a stream (records
-/// of 64 KiB, say) come whole in the chunk but the last, and a loader that locks the device once
-/// per chunk seldom does it: 1 MiB, what QEMU writes at a time.
-pub const WRITE_CHUNK: usize = 1024 * 1024;
-
-/// The bytes of a write copied from userspace at a time: a write whose buffer faults part way
-/// still consumes what comes before the faulting piece.
-const COPY_PIECE: usize = 64 * 1024;
-
 /// What a saving session has left to hand out, in bytes, as `VFIO_MIG_GET_PRECOPY_INFO` reports
 /// it.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -133,12 +124,15 @@ pub trait Saver<M: Migration>: Send + Sync + Unpin + 'static {
 
 /// Consumes the stream of a resuming session.
 pub trait Loader<M: Migration>: Send + Sync + Unpin + 'static {
-    /// Consumes `bytes`, the next bytes of the stream (at most [`WRITE_CHUNK`]). An error refuses
-    /// the stream: the session hands it to every later write and to RESUMING -> STOP.
+    /// Consumes the next bytes of the stream from `src`, the writer's buffer, and returns how
+    /// many it took: all of them, unless reading the buffer faults, in which case it takes the
+    /// bytes before the fault and the write returns their number (`EFAULT` if none). An error
+    /// refuses the stream: the session hands it to every later write and to RESUMING -> STOP.
     ///
     /// The loader must not touch the device once `session` [ended](Session::is_ended), which it
-    /// checks under the lock that keeps the device from being reset.
-    fn consume(&mut self, session: &Session<M>, bytes: &[u8]) -> Result;
+    /// checks under the lock that keeps the device from being reset, and must not read `src`
+    /// with that lock held: the buffer may be a mapping of the device, whose fault takes it.
+    fn consume(&mut self, session: &Session<M>, src: &mut UserSliceReader) -> Result<usize>;
 
     /// RESUMING -> STOP, after `written` bytes were consumed: fails unless the stream was
     /// complete.
@@ -172,9 +166,6 @@ enum Io<M: Migration> {
     },
     Resume {
         loader: M::Loader,
-        /// The writer's bytes being consumed: as long as the longest write, at most
-        /// [`WRITE_CHUNK`].
-        bounce: KVVec<u8>,
         /// The loader refused the stream.
         refused: Option<Error>,
     },
@@ -242,7 +233,6 @@ impl<M: Migration> Session<M> {
         };
         let io = Io::Resume {
             loader,
-            bounce: KVVec::new(),
             refused: None,
         };
         Self::open(io, progress, Access::Write)
@@ -381,12 +371,7 @@ impl<M: Migration> DataFileOps for Session<M> {
 
     fn write(this: ArcBorrow<'_, Self>, _file: &File, buf: &mut UserSliceReader) -> Result<usize> {
         let mut io = this.io.lock();
-        let Io::Resume {
-            loader,
-            bounce,
-            refused,
-        } = &mut *io
-        else {
+        let Io::Resume { loader, refused } = &mut *io else {
             return Err(EINVAL);
         };
         // An ended session says so first, even if its stream was refused before.
@@ -396,45 +381,23 @@ impl<M: Migration> DataFileOps for Session<M> {
         if let Some(e) = refused {
             return Err(*e);
         }
-        let mut done = 0;
-        while !buf.is_empty() {
-            if this.is_ended() {
-                return Err(ENODEV);
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        match loader.consume(&this, buf) {
+            // Bytes of the stream are lost: it can only be refused from now on.
+            Err(e) => {
+                *refused = Some(e);
+                Err(e)
             }
-            // Copied in pieces: a copy that faults takes nothing of its piece, and the pieces
-            // before it are consumed and written.
-            let want = buf.len().min(WRITE_CHUNK);
-            // The buffer grows to the longest write seen, up to `WRITE_CHUNK`.
-            if bounce.len() < want {
-                if let Err(e) = bounce.resize(want, 0, GFP_KERNEL) {
-                    return if done > 0 { Ok(done) } else { Err(e.into()) };
-                }
-            }
-            let mut n = 0;
-            let mut fault = None;
-            while n < want {
-                let piece = (want - n).min(COPY_PIECE);
-                if let Err(e) = buf.read_slice(&mut bounce[n..n + piece]) {
-                    fault = Some(e);
-                    break;
-                }
-                n += piece;
-            }
-            if n > 0 {
-                if let Err(e) = loader.consume(&this, &bounce[..n]) {
-                    // Bytes of the stream are lost: it can only be refused from now on.
-                    *refused = Some(e);
-                    return Err(e);
-                }
-                // CAST: At most `WRITE_CHUNK`.
+            // The buffer faulted at its start.
+            Ok(0) => Err(EFAULT),
+            Ok(n) => {
+                // CAST: At most the length of a write.
                 this.progress.lock().pos += n as u64;
-                done += n;
-            }
-            if let Some(e) = fault {
-                return if done > 0 { Ok(done) } else { Err(e) };
+                Ok(n)
             }
         }
-        Ok(done)
     }
 
     fn poll(this: ArcBorrow<'_, Self>, file: &File, table: PollTable<'_>) -> u32 {

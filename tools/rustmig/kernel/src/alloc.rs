@@ -22,6 +22,9 @@ pub mod flags {
     pub const GFP_KERNEL: Flags = Flags(0);
 }
 
+/// The kernel's `KVVec` (backed by `kvmalloc`): here the same as [`KVec`].
+pub type KVVec<T> = KVec<T>;
+
 /// A vector whose growth can fail, like the kernel's `KVec`.
 #[derive(Debug, Default)]
 pub struct KVec<T>(Vec<T>);
