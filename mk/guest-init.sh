@@ -58,13 +58,6 @@ export RUSTMIG_OUT=/tmp/out
 ( while sleep 10; do cat /proc/uptime > /tmp/out/heartbeat; done ) &
 heartbeat=$!
 
-# The library modules rustmig's Kconfig selects (lib/xxhash.ko): modprobe loads
-# them for it, insmod, which every mode uses, does not.
-for m in xxhash; do
-	if [ -f "$RUSTMIG_OBJ/lib/$m.ko" ] && [ ! -d "/sys/module/$m" ]; then
-		insmod "$RUSTMIG_OBJ/lib/$m.ko" || echo "guest-init: insmod $m failed"
-	fi
-done
 echo "guest-init: kernel $(uname -r), mode $RUSTMIG_MODE, $(nproc) CPUs; devices" \
 	"$(for name in $RUSTMIG_DEVICES; do eval "printf '%s=%s ' $name \$RUSTMIG_BDF_$name"; done)"
 cd /tmp

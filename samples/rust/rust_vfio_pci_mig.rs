@@ -26,11 +26,11 @@ use kernel::{
         new_mutex,
         Mutex, //
     },
-    uaccess::UserSliceReader,
     vfio::{
         migration::{
             self,
             Flags,
+            Incoming,
             Migration,
             Part,
             Pending,
@@ -106,14 +106,13 @@ struct Loading {
 }
 
 impl migration::Loader<SampleDriver> for Loading {
-    fn consume(&mut self, _s: &Session<SampleDriver>, src: &mut UserSliceReader) -> Result<usize> {
-        let n = src.len();
-        let dst = self.buf.get_mut(self.len..self.len + n).ok_or(EINVAL)?;
-        // A buffer that faults takes nothing: the write fails with `EFAULT`, and may be made
-        // again.
-        if src.read_slice(dst).is_err() {
-            return Ok(0);
-        }
+    fn consume(&mut self, _s: &Session<SampleDriver>, src: &mut Incoming<'_>) -> Result<usize> {
+        let dst = self
+            .buf
+            .get_mut(self.len..self.len + src.len())
+            .ok_or(EINVAL)?;
+        // Fewer bytes only if the writer's buffer faults: the write returns those.
+        let n = src.read(dst);
         self.len += n;
         Ok(n)
     }

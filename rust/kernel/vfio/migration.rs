@@ -39,6 +39,7 @@ pub use machine::{
     StateMachine, //
 };
 pub use session::{
+    Incoming,
     Loader,
     Part,
     Pending,

@@ -41,24 +41,17 @@ use crate::{
     },
     RustMig, //
 };
-use core::mem::{
-    align_of,
-    size_of,
-    MaybeUninit, //
-};
 use kernel::{
-    bindings,
     bitmap::{
         Bitmap,
         BitmapVec, //
     },
-    ffi::c_ulong,
     prelude::*,
     sync::aref::ARef,
-    uaccess::UserSliceReader,
     vfio::{
         migration::{
             self,
+            Incoming,
             Part,
             Pending,
             Session, //
@@ -83,53 +76,18 @@ fn bars<'a>(dev: &'a Device<RustMig>, s: &Session<RustMig>) -> Result<Bars<'a>> 
     Ok(bars)
 }
 
-/// The writer's buffer of a resuming session's write, as the stream parser's source.
-struct UserSource<'a>(&'a mut UserSliceReader);
-
-// `Xxh64` has the layout of `struct xxh64_state` (see `kernel::xxhash`): the C functions that
-// feed one feed the other.
-const _: () = assert!(
-    size_of::<Xxh64>() == size_of::<bindings::xxh64_state>()
-        && align_of::<Xxh64>() == align_of::<bindings::xxh64_state>()
-);
-
-/// Views `b` as bytes that may be uninitialized, for a copy into it.
-fn as_uninit(b: &mut [u8]) -> &mut [MaybeUninit<u8>] {
-    // SAFETY: `MaybeUninit<u8>` has the layout of `u8`, and the copies this is given to write
-    // only initialized bytes.
-    unsafe { &mut *(core::ptr::from_mut(b) as *mut [MaybeUninit<u8>]) }
-}
-
-impl Source for UserSource<'_> {
+/// The writer's bytes of a resuming session's write, as the stream parser's source.
+impl Source for Incoming<'_> {
     fn len(&self) -> usize {
-        self.0.len()
+        Incoming::len(self)
     }
 
     fn read(&mut self, dst: &mut [u8]) -> usize {
-        // SAFETY: `copy_from_user` writes only to the `n` bytes at `to`, reads the user memory
-        // at `from` itself, and returns how many bytes at the end of the range it did not copy.
-        let res = unsafe {
-            self.0.read_raw_with(as_uninit(dst), |to, from, n| {
-                // CAST: `usize` and `c_ulong` are the same width on the kernel's architectures.
-                bindings::copy_from_user(to, from, n as c_ulong) as usize
-            })
-        };
-        // Only a read longer than the source fails, and the parser reads no further than it.
-        res.unwrap_or(0)
+        Incoming::read(self, dst)
     }
 
     fn read_hashed(&mut self, dst: &mut [u8], hash: &mut Xxh64) -> usize {
-        let state = core::ptr::from_mut(hash).cast::<bindings::xxh64_state>();
-        // SAFETY: `xxh64_copy_from_user` writes only to the `n` bytes at `to`, reads the user
-        // memory at `from` as `copy_from_user` does, and returns how many bytes at the end of
-        // the range it did not copy; `state` is a valid `struct xxh64_state` (see above) for
-        // the call, borrowed from `hash`.
-        let res = unsafe {
-            self.0.read_raw_with(as_uninit(dst), |to, from, n| {
-                bindings::xxh64_copy_from_user(state, to, from, n)
-            })
-        };
-        res.unwrap_or(0)
+        Incoming::read_hashed(self, dst, hash)
     }
 }
 
@@ -701,13 +659,12 @@ impl migration::Loader<RustMig> for Loader {
     /// under one lock of the BARs per [`STAGE`](crate::stream::STAGE) bytes. The lock is never
     /// held while the user's memory is read: the writer's buffer may be a BAR mmap, whose fault
     /// takes that lock.
-    fn consume(&mut self, s: &Session<RustMig>, src: &mut UserSliceReader) -> Result<usize> {
+    fn consume(&mut self, s: &Session<RustMig>, src: &mut Incoming<'_>) -> Result<usize> {
         let io = &self.dev;
         let data = io.data();
         let total = src.len();
-        let mut src = UserSource(src);
         let res = loop {
-            let filled = self.parser.fill(&mut src);
+            let filled = self.parser.fill(src);
             if self.parser.has_staged() {
                 // The BARs are locked at the first record and stay locked for the others staged
                 // with it: each lock of a device whose memory decoding is off (a destination
@@ -726,7 +683,7 @@ impl migration::Loader<RustMig> for Loader {
                 Err(e) => break Err(e),
                 // A fault: the bytes before it were taken.
                 Ok(true) => break Ok(()),
-                Ok(false) if src.len() == 0 => break Ok(()),
+                Ok(false) if src.is_empty() => break Ok(()),
                 Ok(false) => {}
             }
         };

@@ -32,6 +32,8 @@
 
 use super::Migration;
 use crate::{
+    bindings,
+    ffi::c_ulong,
     fs::File,
     prelude::*,
     sync::{
@@ -61,8 +63,10 @@ use crate::{
         DataFileOps,
         PrecopyInfo,
         VFIO_MIG_GET_PRECOPY_INFO, //
-    }, //
+    },
+    xxhash::Xxh64, //
 };
+use core::mem::MaybeUninit;
 
 // One name (one address) per lockdep class, whichever driver instantiates the code, as in
 // `machine`.
@@ -122,6 +126,68 @@ pub trait Saver<M: Migration>: Send + Sync + Unpin + 'static {
     ) -> Result<Option<Part>>;
 }
 
+/// The bytes of a write to a resuming session's data file, still in the writer's memory: a
+/// [`Loader`] copies what it takes, and a copy that faults keeps the bytes before the fault.
+pub struct Incoming<'a>(&'a mut UserSliceReader);
+
+// `Xxh64` has the layout of `struct xxh64_state` (see `kernel::xxhash`): the C functions that
+// feed one feed the other.
+const _: () = assert!(
+    core::mem::size_of::<Xxh64>() == core::mem::size_of::<bindings::xxh64_state>()
+        && core::mem::align_of::<Xxh64>() == core::mem::align_of::<bindings::xxh64_state>()
+);
+
+/// Views `b` as bytes that may be uninitialized, for a copy into it.
+fn as_uninit(b: &mut [u8]) -> &mut [MaybeUninit<u8>] {
+    // SAFETY: `MaybeUninit<u8>` has the layout of `u8`, and the copies this is given to write
+    // only initialized bytes.
+    unsafe { &mut *(core::ptr::from_mut(b) as *mut [MaybeUninit<u8>]) }
+}
+
+impl Incoming<'_> {
+    /// Returns how many bytes are left.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Returns whether no byte is left.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Copies the next `dst.len()` bytes (at most [`Incoming::len`]) into `dst`, up to the first
+    /// fault, moves past them and returns how many they are.
+    pub fn read(&mut self, dst: &mut [u8]) -> usize {
+        // SAFETY: `copy_from_user` writes only to the `n` bytes at `to`, reads the user memory
+        // at `from` itself, and returns how many bytes at the end of the range it did not copy.
+        let res = unsafe {
+            self.0.read_raw_with(as_uninit(dst), |to, from, n| {
+                // CAST: `usize` and `c_ulong` are the same width on the kernel's architectures.
+                bindings::copy_from_user(to, from, n as c_ulong) as usize
+            })
+        };
+        // Only a read longer than what is left fails, and reads nothing.
+        res.unwrap_or(0)
+    }
+
+    /// As [`Incoming::read`], feeding the bytes copied to `hash` in the same pass
+    /// (`xxh64_copy_from_user()`): what is hashed is what was copied, even if the writer changes
+    /// its memory meanwhile.
+    pub fn read_hashed(&mut self, dst: &mut [u8], hash: &mut Xxh64) -> usize {
+        let state = core::ptr::from_mut(hash).cast::<bindings::xxh64_state>();
+        // SAFETY: `xxh64_copy_from_user` writes only to the `n` bytes at `to`, reads the user
+        // memory at `from` as `copy_from_user` does, and returns how many bytes at the end of
+        // the range it did not copy; `state` is a valid `struct xxh64_state` (see above) for the
+        // call, borrowed from `hash`.
+        let res = unsafe {
+            self.0.read_raw_with(as_uninit(dst), |to, from, n| {
+                bindings::xxh64_copy_from_user(state, to, from, n)
+            })
+        };
+        res.unwrap_or(0)
+    }
+}
+
 /// Consumes the stream of a resuming session.
 pub trait Loader<M: Migration>: Send + Sync + Unpin + 'static {
     /// Consumes the next bytes of the stream from `src`, the writer's buffer, and returns how
@@ -132,7 +198,7 @@ pub trait Loader<M: Migration>: Send + Sync + Unpin + 'static {
     /// The loader must not touch the device once `session` [ended](Session::is_ended), which it
     /// checks under the lock that keeps the device from being reset, and must not read `src`
     /// with that lock held: the buffer may be a mapping of the device, whose fault takes it.
-    fn consume(&mut self, session: &Session<M>, src: &mut UserSliceReader) -> Result<usize>;
+    fn consume(&mut self, session: &Session<M>, src: &mut Incoming<'_>) -> Result<usize>;
 
     /// RESUMING -> STOP, after `written` bytes were consumed: fails unless the stream was
     /// complete.
@@ -384,7 +450,7 @@ impl<M: Migration> DataFileOps for Session<M> {
         if buf.is_empty() {
             return Ok(0);
         }
-        match loader.consume(&this, buf) {
+        match loader.consume(&this, &mut Incoming(buf)) {
             // Bytes of the stream are lost: it can only be refused from now on.
             Err(e) => {
                 *refused = Some(e);
