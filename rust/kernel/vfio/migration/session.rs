@@ -155,9 +155,11 @@ impl Incoming<'_> {
         self.0.is_empty()
     }
 
-    /// Copies the next `dst.len()` bytes (at most [`Incoming::len`]) into `dst`, up to the first
+    /// Copies the next `dst.len()` bytes into `dst`, no more than are left and up to the first
     /// fault, moves past them and returns how many they are.
     pub fn read(&mut self, dst: &mut [u8]) -> usize {
+        let n = dst.len().min(self.len());
+        let dst = &mut dst[..n];
         // SAFETY: `copy_from_user` writes only to the `n` bytes at `to`, reads the user memory
         // at `from` itself, and returns how many bytes at the end of the range it did not copy.
         let res = unsafe {
@@ -166,7 +168,7 @@ impl Incoming<'_> {
                 bindings::copy_from_user(to, from, n as c_ulong) as usize
             })
         };
-        // Only a read longer than what is left fails, and reads nothing.
+        // Only a read longer than what is left fails, and `dst` is not.
         res.unwrap_or(0)
     }
 
@@ -174,6 +176,8 @@ impl Incoming<'_> {
     /// (`xxh64_copy_from_user()`): what is hashed is what was copied, even if the writer changes
     /// its memory meanwhile.
     pub fn read_hashed(&mut self, dst: &mut [u8], hash: &mut Xxh64) -> usize {
+        let n = dst.len().min(self.len());
+        let dst = &mut dst[..n];
         let state = core::ptr::from_mut(hash).cast::<bindings::xxh64_state>();
         // SAFETY: `xxh64_copy_from_user` writes only to the `n` bytes at `to`, reads the user
         // memory at `from` as `copy_from_user` does, and returns how many bytes at the end of
