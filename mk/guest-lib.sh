@@ -88,3 +88,42 @@ load_rustmig() {
 	[ -d /sys/module/rustmig_vfio_pci ] && return 0
 	insmod "$RUSTMIG_KO"
 }
+
+# run_test NAME CMD...: a kselftest program, its TAP kept and echoed.
+run_test() {
+	name=$1
+	shift
+	echo "== test $name: $*"
+	# The kernel log says which test each of its lines came from.
+	echo "rustmig-test: $name starts" > /dev/kmsg
+	"$@" > "$RESULTS/$name.tap" 2>&1
+	rc=$?
+	echo "$rc" > "$RESULTS/$name.rc"
+	sed 's/^/   /' "$RESULTS/$name.tap"
+	echo "== test $name: exit $rc"
+	stuck_tasks "$1"
+}
+
+# A test program whose processes outlive it (the harness gave up on a case
+# stuck in the kernel): show where they are, for the log.
+stuck_tasks() { # PROGRAM
+	pids=$(pgrep -f "$(basename "$1")")
+	[ -n "$pids" ] || return 0
+	echo "== stuck: $(basename "$1") still has processes: $pids"
+	for p in $pids; do
+		echo "-- $p: $(cat /proc/"$p"/comm) state $(sed -n 's/^State:\t//p' /proc/"$p"/status)"
+		cat /proc/"$p"/stack 2>/dev/null
+	done
+	echo l > /proc/sysrq-trigger
+	echo w > /proc/sysrq-trigger
+}
+
+# meet_early_bug NAME: the driver with the bug of mk/inject/NAME.patch binds
+# C, unbinds and unloads: its report comes before the tests that follow.
+meet_early_bug() {
+	echo "== early: the bug of mk/inject/$1.patch, before every test"
+	insmod "$RUSTMIG_INJECT/$1/rustmig_vfio_pci.ko" &&
+		pci_bind "$RUSTMIG_BDF_C" "$RUSTMIG_DRV"
+	pci_unbind "$RUSTMIG_BDF_C"
+	rmmod rustmig_vfio_pci
+}

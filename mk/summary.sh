@@ -2,31 +2,63 @@
 # SPDX-License-Identifier: GPL-2.0
 #
 # Summarise a 'make check' VM run: every TAP result file, each test program's
-# exit status, and the kernel-log gate (mk/kgate.sh: any kernel report fails the run). Ends with
-# the line "N passed, N failed, N skipped"; exits non-zero on any failure.
+# exit status, and the kernel-log gate (mk/kgate.sh: any kernel report fails
+# the run). Ends with the line "N passed, N failed, N skipped"; exits non-zero
+# on any failure.
 #
-# Usage: summary.sh OUT_DIR
+# LIST (mk/results/*) names every result file the run must produce, one a
+# line: a file that is missing, whose TAP plan ("1..N") is missing or does not
+# match its test lines (a program that died half-way), fails; so does a run
+# whose guest did not say "ok" in OUT_DIR/done. "FILE noskip=ERE": a test of
+# FILE whose name matches ERE must not skip (a test the device must run).
+#
+# Usage: summary.sh OUT_DIR LIST
 set -uo pipefail
-out=$1
+out=$1 list=$2
 pass=0 fail=0 skip=0
 # Every failure in one line, repeated at the end: a log cut in the middle
 # still shows what failed.
 failures=()
-
-if [ ! -f "$out/done" ]; then
-	echo "summary: the VM run did not finish; console tail:"
-	tail -n 80 "$out/console.log" 2>/dev/null
+failed() { # WHY
 	fail=$((fail + 1))
-	failures+=("the VM run did not finish")
+	failures+=("$1")
+	echo "summary: FAILED: $1"
+}
+
+[ -r "$list" ] || { echo "summary: no list of result files '$list'" >&2; exit 2; }
+done_says=$(cat "$out/done" 2>/dev/null)
+if [ "$done_says" != ok ]; then
+	echo "summary: the guest's run says '${done_says:-nothing}' (done); console tail:"
+	tail -n 80 "$out/console.log" 2>/dev/null
+	failed "the VM run did not finish ok (done: '${done_says:-missing}')"
 fi
+
+declare -A noskip=()
+while read -r file opt; do
+	case "$file" in ''|'#'*) continue ;; esac
+	noskip[$file]=${opt#noskip=}
+	[ -s "$out/results/$file.tap" ] ||
+		failed "$file: no result file (results/$file.tap): the program did not run, or died first"
+done < "$list"
 
 for tap in "$out"/results/*.tap; do
 	[ -e "$tap" ] || continue
 	name=$(basename "$tap" .tap)
-	p=$(grep -cE '^ok [0-9]+' "$tap" | head -1)
-	s=$(grep -cE '^ok [0-9]+.*# (SKIP|skip)' "$tap" | head -1)
-	f=$(grep -cE '^not ok [0-9]+' "$tap" | head -1)
+	[ -n "${noskip[$name]+listed}" ] || echo "summary: $name: not in $(basename "$list")'s list"
+	p=$(grep -cE '^ok [0-9]+' "$tap")
+	s=$(grep -cE '^ok [0-9]+.*# (SKIP|skip)' "$tap")
+	f=$(grep -cE '^not ok [0-9]+' "$tap")
 	p=$((p - s))
+	# The plan: one "1..N", and N test lines.
+	plans=$(grep -cE '^1\.\.[0-9]+' "$tap")
+	planned=$(grep -m1 -oE '^1\.\.[0-9]+' "$tap" | cut -d. -f3)
+	if [ "$plans" != 1 ] || [ "$planned" != $((p + s + f)) ]; then
+		f=$((f + 1))
+		echo "summary: $name: $plans plan line(s), ${planned:-no} test(s) planned," \
+			"$((p + s + f - 1)) reported; its end:"
+		tail -n 15 "$tap" | sed 's/^/  | /'
+		failures+=("$name: truncated TAP ($((p + s + f - 1)) of ${planned:-an unknown number of} tests)")
+	fi
 	rc=$(cat "$out/results/$name.rc" 2>/dev/null || echo 0)
 	# A program that failed without a failing TAP line still failed.
 	if [ "$rc" != 0 ] && [ "$rc" != 4 ] && [ "$f" = 0 ]; then
@@ -35,7 +67,16 @@ for tap in "$out"/results/*.tap; do
 		tail -n 30 "$tap" | sed 's/^/  | /'
 		failures+=("$name: exited $rc")
 	fi
-	if [ "$f" != 0 ]; then
+	# Tests the device must run: a skip is a failure.
+	if [ -n "${noskip[$name]:-}" ]; then
+		while read -r line; do
+			f=$((f + 1)) s=$((s - 1))
+			failures+=("$name: a required test skipped: $line")
+			echo "summary: $name: a required test skipped: $line"
+		done < <(grep -E '^ok [0-9]+.*# (SKIP|skip)' "$tap" |
+			grep -E "^ok [0-9]+ [^#]*(${noskip[$name]})")
+	fi
+	if grep -qE '^not ok [0-9]+' "$tap"; then
 		echo "summary: $name: failures:"
 		grep -E -A12 '^not ok [0-9]+' "$tap" | sed 's/^/  | /'
 		while read -r line; do
@@ -50,8 +91,7 @@ done
 if "$(dirname "$0")/kgate.sh" "$out"; then
 	pass=$((pass + 1))
 else
-	fail=$((fail + 1))
-	failures+=("the kernel-log gate (kgate, above)")
+	failed "the kernel-log gate (kgate, above)"
 fi
 
 if [ "$fail" != 0 ] && [ -f "$out/dmesg.txt" ]; then
