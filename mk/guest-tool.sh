@@ -65,7 +65,7 @@ OUT=$RUSTMIG_OUT
 run "--help names every command" 0 "estimate DEV --bandwidth" "$R" --help
 run "list shows C with its flags, size and descriptor" 0 \
 	"^$C rustmig_vfio_pci: migratable STOP_COPY\|P2P\|PRE_COPY, state size 1049080 bytes" "$R" list
-run "list shows C's descriptor" 0 "descriptor: format=1.1 backend=ivshmem/1.0" "$R" list
+run "list shows C's descriptor" 0 "descriptor: format=2.1 loads=1,2 backend=ivshmem/1.0" "$R" list
 run "state shows RUNNING" 0 "^RUNNING$" "$R" state "$C"
 run "state STOP" 0 "^RUNNING -> STOP " "$R" state "$C" stop
 run "state PRE_COPY_P2P" 0 "^RUNNING -> PRE_COPY_P2P " "$R" state "$C" PRE_COPY_P2P
@@ -99,6 +99,21 @@ cat "/sys/bus/pci/devices/$C/migration_compat" > "$W/c.desc"
 run "preflight: D accepts C's descriptor" 0 "^compatible$" "$R" preflight "$W/c.desc" "$D"
 run "preflight: edu does not, and says why" 1 "^incompatible: backend" \
 	"$R" preflight "$W/c.bin" "$EDU"
+# A destination whose driver loads version 1 only (an older rustmig's
+# descriptor, laid over D's attribute): C's saves use 2.1 (pre-copy), so it is
+# refused, naming the field; the 1.1 stream that `save` wrote (STOP_COPY) loads.
+sed 's/^format=2\.1 loads=1,2 /format=1.1 /' "$W/c.desc" > "$W/v1-only.desc"
+if mount --bind "$W/v1-only.desc" "/sys/bus/pci/devices/$D/migration_compat"; then
+	run "preflight: a 1.x-only destination refuses C's 2.1 saves, naming the format" 1 \
+		"^incompatible: format differs \(saves 2\.1 vs loads 1\)$" "$R" preflight "$W/c.desc" "$D"
+	run "preflight: a 1.x-only destination accepts C's 1.1 stream" 0 "^compatible$" \
+		"$R" preflight "$W/c.bin" "$D"
+	umount "/sys/bus/pci/devices/$D/migration_compat"
+else
+	tap_fail "preflight: a 1.x-only destination's descriptor laid over D's attribute"
+fi
+run "compat: C's descriptor against the 1.x-only one" 1 "^incompatible: format differs" \
+	"$R" compat "$W/c.desc" "$W/v1-only.desc"
 loaded=$(dstat "$D" bytes_loaded)
 run "load C's state into D" 0 "^loaded 1049080 bytes" "$R" load "$D" "$W/c.bin"
 expect "debugfs: D's bytes_loaded grew by 1049080" $((loaded + 1049080)) "$(dstat "$D" bytes_loaded)"

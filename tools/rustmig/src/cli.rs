@@ -9,7 +9,7 @@ use crate::compat::{self, Verdict};
 use crate::descriptor::{self, Descriptor};
 use crate::inspect::{self, errno_name, header_refusal, Outcome};
 use crate::ops::{self, Progress};
-use crate::stream::{Header, HEADER_LEN, MAGIC, VERSION_MAJOR};
+use crate::stream::{DescriptorLine, Header, HEADER_LEN, MAGIC};
 
 const USAGE: &str = "\
 usage: rustmig COMMAND ARGS...
@@ -147,7 +147,13 @@ fn cmd_descriptor(path: &str, out: &mut dyn Write) -> Result<u8, String> {
         return Err(format!("{path}: not a stream: no \"RMIG\" magic"));
     }
     let d = stream_descriptor(head, &mut input, path)?;
-    writeln!(out, "{}", d.identity).map_err(|e| e.to_string())?;
+    let line = DescriptorLine {
+        major: d.format_major,
+        minor: d.format_minor,
+        loads: &[],
+        identity: &d.identity,
+    };
+    writeln!(out, "{line}").map_err(|e| e.to_string())?;
     Ok(0)
 }
 
@@ -216,8 +222,9 @@ fn stream_descriptor(
     }
     let h = Header::decode(&head).map_err(|e| refused(&head, e))?;
     Ok(Descriptor {
-        format_major: VERSION_MAJOR,
+        format_major: h.major,
         format_minor: h.minor,
+        loads: 0,
         identity: h.identity,
     })
 }

@@ -4,7 +4,7 @@
 //! [`Identity::mismatch`], after the stream format's major version.
 
 use crate::descriptor::{backend_name, Descriptor};
-use crate::stream::{Identity, VERSION_MAJOR};
+use crate::stream::{Identity, VERSION_MAJOR, VERSION_MAJOR_PRECOPY};
 
 /// The answer for a source `a` and a destination `b`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -19,21 +19,22 @@ pub(crate) enum Verdict {
 }
 
 /// Returns whether a stream saved from a device described by `a` can be loaded into a device
-/// described by `b`.
+/// described by `b`: `b` must load the format `a`'s saves use, then the identities must match.
 ///
-/// Fails if both descriptors are of a format major version this tool does not know, whose
+/// Fails if `b` loads `a`'s format but it is a major version this tool does not know, whose
 /// rules it cannot apply.
 pub(crate) fn check(a: &Descriptor, b: &Descriptor) -> Result<Verdict, String> {
-    if a.format_major != b.format_major {
+    if !b.loads(a.format_major) {
         return Ok(Verdict::Incompatible {
-            field: "format major version",
-            a: format!("{}.{}", a.format_major, a.format_minor),
-            b: format!("{}.{}", b.format_major, b.format_minor),
+            field: "format",
+            a: format!("saves {}.{}", a.format_major, a.format_minor),
+            b: format!("loads {}", b.loads_text()),
         });
     }
-    if a.format_major != VERSION_MAJOR {
+    if ![VERSION_MAJOR, VERSION_MAJOR_PRECOPY].contains(&a.format_major) {
         return Err(format!(
-            "format {}.{} is not a version this tool knows ({VERSION_MAJOR}.x)",
+            "format {}.{} is not a version this tool knows ({VERSION_MAJOR}.x, \
+             {VERSION_MAJOR_PRECOPY}.x)",
             a.format_major, a.format_minor
         ));
     }
@@ -103,10 +104,11 @@ mod tests {
     #[test]
     fn each_field_is_named_with_both_values() {
         let cases = [
+            ("format=1.0", "format=2.0", "format differs (saves 1.0 vs loads 2)"),
             (
                 "format=1.0",
-                "format=2.0",
-                "format major version differs (1.0 vs 2.0)",
+                "format=2.1 loads=2",
+                "format differs (saves 1.0 vs loads 2)",
             ),
             (
                 "backend=ivshmem/1.0",
@@ -174,7 +176,28 @@ mod tests {
 
     #[test]
     fn an_unknown_major_version_cannot_be_judged() {
-        let two = C.replace("format=1.0", "format=2.0");
-        assert!(check(&parse(&two).unwrap(), &parse(&two).unwrap()).is_err());
+        let three = C.replace("format=1.0", "format=3.0");
+        assert!(check(&parse(&three).unwrap(), &parse(&three).unwrap()).is_err());
+    }
+
+    /// A source whose saves use 2.x (pre-copy), and destinations by what they load.
+    #[test]
+    fn the_destination_must_load_the_format_the_source_saves() {
+        let today = C.replace("format=1.0", "format=2.1 loads=1,2");
+        let stop_copy_only = C.replace("format=1.0", "format=1.1 loads=1,2");
+        let v1_only = C.replace("format=1.0", "format=1.1");
+        let v1_listed = C.replace("format=1.0", "format=1.1 loads=1");
+        assert_eq!(verdict(&today, &today), "compatible");
+        assert_eq!(verdict(&today, &stop_copy_only), "compatible");
+        assert_eq!(verdict(&stop_copy_only, &today), "compatible");
+        assert_eq!(verdict(&stop_copy_only, &v1_only), "compatible");
+        assert_eq!(verdict(&v1_only, &today), "compatible");
+        for old in [&v1_only, &v1_listed] {
+            assert_eq!(
+                verdict(&today, old),
+                "incompatible: format differs (saves 2.1 vs loads 1)",
+                "{old}"
+            );
+        }
     }
 }

@@ -4,8 +4,12 @@
 //! prints, [`Identity`]'s `Display`, read back.
 //!
 //! ```text
-//! format=1.1 backend=ivshmem/1.0 pci=1af4:1110 subsystem=1af4:1100 class_rev=0x05000001 state_size=1048576
+//! format=2.1 loads=1,2 backend=ivshmem/1.0 pci=1af4:1110 subsystem=1af4:1100 class_rev=0x05000001 state_size=1048576
 //! ```
+//!
+//! `format=` is the stream format a save from the device uses (pre-copy included), `loads=` the
+//! format major versions the device loads. `loads=` is optional: a descriptor without it (an
+//! older driver's, or one read from a stream's header) loads its own major version only.
 //!
 //! Parsing is the strict inverse of `Display`: one line (a final newline allowed), `key=value`
 //! fields separated by single spaces, every field of the format present once and each value
@@ -15,12 +19,38 @@
 
 use crate::stream::{Identity, BACKEND_NAME_LEN};
 
-/// A parsed descriptor: the stream format version it was written for and the identity.
+/// A parsed descriptor: the stream format a save uses, the formats loaded and the identity.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Descriptor {
     pub(crate) format_major: u16,
     pub(crate) format_minor: u16,
+    /// The major versions loaded, bit `n` for major `n`; 0 when the descriptor says none.
+    pub(crate) loads: u32,
     pub(crate) identity: Identity,
+}
+
+impl Descriptor {
+    /// Whether the device loads streams of major version `major`: those `loads=` lists, or its
+    /// own format's without `loads=`.
+    pub(crate) fn loads(&self, major: u16) -> bool {
+        if self.loads == 0 {
+            major == self.format_major
+        } else {
+            major < 32 && self.loads & (1 << major) != 0
+        }
+    }
+
+    /// The major versions loaded, as `loads=` writes them.
+    pub(crate) fn loads_text(&self) -> String {
+        if self.loads == 0 {
+            return self.format_major.to_string();
+        }
+        let majors: Vec<String> = (0..32)
+            .filter(|m| self.loads & (1 << m) != 0)
+            .map(|m: u32| m.to_string())
+            .collect();
+        majors.join(",")
+    }
 }
 
 /// The fields of a descriptor, in the order `Display` writes them.
@@ -46,6 +76,7 @@ pub(crate) fn parse(text: &str) -> Result<Descriptor, String> {
         return Err("not a descriptor: characters other than printable ASCII and spaces".into());
     }
     let mut values: [Option<&str>; KEYS.len()] = [None; KEYS.len()];
+    let mut loads_value = None;
     for field in line.split(' ') {
         if field.is_empty() {
             return Err("fields must be separated by single spaces".into());
@@ -56,10 +87,13 @@ pub(crate) fn parse(text: &str) -> Result<Descriptor, String> {
         if key.is_empty() || !key.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_') {
             return Err(format!("'{field}': bad key"));
         }
-        if let Some(i) = KEYS.iter().position(|&k| k == key) {
-            if values[i].replace(value).is_some() {
-                return Err(format!("{key}= appears twice"));
-            }
+        let slot = match KEYS.iter().position(|&k| k == key) {
+            Some(i) => &mut values[i],
+            None if key == "loads" => &mut loads_value,
+            None => continue,
+        };
+        if slot.replace(value).is_some() {
+            return Err(format!("{key}= appears twice"));
         }
     }
     let mut v = [""; KEYS.len()];
@@ -70,6 +104,16 @@ pub(crate) fn parse(text: &str) -> Result<Descriptor, String> {
 
     let (format_major, format_minor) =
         version(v[0]).ok_or_else(|| bad("format", v[0], "MAJOR.MINOR"))?;
+    let loads = match loads_value {
+        None => 0,
+        Some(l) => majors(l).ok_or_else(|| {
+            bad(
+                "loads",
+                l,
+                "major versions below 32, ascending, separated by commas",
+            )
+        })?,
+    };
     let want_backend = "NAME/MAJOR.MINOR, NAME of 1 to 16 printable characters";
     let (name, backend_version) = v[1]
         .rsplit_once('/')
@@ -98,6 +142,7 @@ pub(crate) fn parse(text: &str) -> Result<Descriptor, String> {
     Ok(Descriptor {
         format_major,
         format_minor,
+        loads,
         identity: Identity {
             vendor,
             device,
@@ -136,6 +181,22 @@ fn decimal(s: &str) -> Option<u64> {
     s.parse().ok()
 }
 
+/// Parses `loads=`'s list: decimal major versions below 32, strictly ascending, separated by
+/// commas; returns them as bits.
+fn majors(s: &str) -> Option<u32> {
+    let mut bits = 0u32;
+    let mut last = None;
+    for m in s.split(',') {
+        let m = decimal(m)?;
+        if m >= 32 || last.is_some_and(|l| m <= l) {
+            return None;
+        }
+        bits |= 1 << m;
+        last = Some(m);
+    }
+    Some(bits)
+}
+
 /// Parses `MAJOR.MINOR`, two decimal `u16`.
 fn version(s: &str) -> Option<(u16, u16)> {
     let (major, minor) = s.split_once('.')?;
@@ -163,7 +224,7 @@ fn id_pair(s: &str) -> Option<(u16, u16)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stream::{VERSION_MAJOR, VERSION_MINOR};
+    use crate::stream::{DescriptorLine, LOADS, VERSION_MAJOR, VERSION_MAJOR_PRECOPY, VERSION_MINOR};
 
     pub(crate) const C: &str = "format=1.1 backend=ivshmem/1.0 pci=1af4:1110 subsystem=1af4:1100 class_rev=0x05000001 state_size=1048576";
 
@@ -212,16 +273,47 @@ mod tests {
         zero.state_size = 0;
         ids.push(zero);
         for id in ids {
-            let line = id.to_string();
-            let d = parse(&format!("{line}\n")).unwrap();
-            assert_eq!(d.identity, id, "{line}");
-            assert_eq!(
-                (d.format_major, d.format_minor),
-                (VERSION_MAJOR, VERSION_MINOR)
-            );
-            assert_eq!(d.identity.to_string(), line);
+            for (major, loads) in [(VERSION_MAJOR, &LOADS[..]), (VERSION_MAJOR_PRECOPY, &[])] {
+                let line = DescriptorLine {
+                    major,
+                    minor: VERSION_MINOR,
+                    loads,
+                    identity: &id,
+                }
+                .to_string();
+                let d = parse(&format!("{line}\n")).unwrap();
+                assert_eq!(d.identity, id, "{line}");
+                assert_eq!((d.format_major, d.format_minor), (major, VERSION_MINOR));
+                assert_eq!(d.loads_text(), if loads.is_empty() { "2" } else { "1,2" });
+                assert!(line.ends_with(&d.identity.to_string()));
+            }
         }
-        assert_eq!(parse(C).unwrap().identity.to_string(), C);
+        let d = parse(C).unwrap();
+        let line = DescriptorLine {
+            major: d.format_major,
+            minor: d.format_minor,
+            loads: &[],
+            identity: &d.identity,
+        };
+        assert_eq!(line.to_string(), C);
+    }
+
+    #[test]
+    fn loads_lists_major_versions() {
+        let d = parse(&C.replace("format=1.1", "format=2.1 loads=1,2")).unwrap();
+        assert!(d.loads(1) && d.loads(2) && !d.loads(3) && !d.loads(0));
+        assert_eq!(d.loads_text(), "1,2");
+        let old = parse(C).unwrap();
+        assert!(old.loads(1) && !old.loads(2));
+        for bad in [
+            "loads=", "loads=2,1", "loads=1,1", "loads=1,,2", "loads=32", "loads=01", "loads=a",
+        ] {
+            let e = parse(&format!("{C} {bad}")).unwrap_err();
+            assert!(e.starts_with(bad), "{bad}: {e}");
+        }
+        assert!(parse(&format!("{C} loads=1 loads=1"))
+            .unwrap_err()
+            .contains("twice"));
     }
 
     #[test]

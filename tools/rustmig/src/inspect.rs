@@ -22,7 +22,7 @@ use kernel::error::{code::*, Error};
 
 use crate::descriptor::backend_name;
 use crate::stream::{
-    le16, le32, section_data, Check, Event, Header, Parser, CHUNK, FLAG_MANDATORY,
+    le16, le32, section_data, Check, DescriptorLine, Event, Header, Parser, CHUNK, FLAG_MANDATORY,
     FLAG_RECORD_XXH64, HEADER_CRC_OFFSET, HEADER_LEN, MAGIC, MAX_HEADER_LEN, MAX_RECORD,
     MAX_SECTIONS, PAGE, RECORD_HEADER_LEN, TAG_END, VERSION_MAJOR, VERSION_MAJOR_PRECOPY,
 };
@@ -463,7 +463,13 @@ impl<'o> Inspector<'o> {
                 h.header_len - HEADER_LEN
             )?;
         }
-        writeln!(self.out, "  descriptor: {id}")?;
+        let line = DescriptorLine {
+            major: h.major,
+            minor: h.minor,
+            loads: &[],
+            identity: id,
+        };
+        writeln!(self.out, "  descriptor: {line}")?;
         self.backend = BACKENDS.iter().find(|b| b.name == name);
         self.sections.v2 = h.major == VERSION_MAJOR_PRECOPY;
         if self.sections.v2 {

@@ -78,10 +78,14 @@ use dirty::DirtyLog;
 use ratelimit::Ratelimit;
 use stats::Stats;
 use stream::{
+    DescriptorLine,
     Header,
     Identity,
     Layout,
-    VERSION_MAJOR, //
+    LOADS,
+    VERSION_MAJOR,
+    VERSION_MAJOR_PRECOPY,
+    VERSION_MINOR, //
 };
 
 /// The backend of QEMU's ivshmem-plain.
@@ -129,6 +133,25 @@ pub(crate) struct RustMigDevice {
 }
 
 impl RustMigDevice {
+    /// The section that a save starting in PRE_COPY reads while the device runs, and the BAR
+    /// whose writes it tracks: the backend's live section, while `live_precopy` is set.
+    pub(crate) fn live_section(&self) -> Option<(u32, u32)> {
+        self.backend
+            .live_section()
+            .filter(|_| crate::module_parameters::live_precopy.value())
+    }
+
+    /// The major version of the stream format a save from this device uses when it starts in
+    /// PRE_COPY, as QEMU's saves do: [`VERSION_MAJOR_PRECOPY`] with a live section, else
+    /// [`VERSION_MAJOR`] (a save from STOP_COPY always uses the latter).
+    pub(crate) fn save_major(&self) -> u16 {
+        if self.live_section().is_some() {
+            VERSION_MAJOR_PRECOPY
+        } else {
+            VERSION_MAJOR
+        }
+    }
+
     /// Refuses the stream being loaded with `e`: says why in the kernel log (rate limited) and
     /// in the statistics.
     pub(crate) fn refuse(&self, dev: &device::Device, e: Error, why: fmt::Arguments<'_>) -> Error {
@@ -254,7 +277,14 @@ impl vfio_pci::Driver for RustMig {
         dev: &vfio_pci::Device<Self, Bound>,
         out: &mut AttributeWriter<'_>,
     ) -> Result {
-        writeln!(out, "{}", dev.data().identity).map_err(|_| EOVERFLOW)
+        let data = dev.data();
+        let line = DescriptorLine {
+            major: data.save_major(),
+            minor: VERSION_MINOR,
+            loads: &LOADS,
+            identity: &data.identity,
+        };
+        writeln!(out, "{line}").map_err(|_| EOVERFLOW)
     }
 
     const DEBUGFS: Option<&'static CStr> = Some(c"rustmig");

@@ -149,8 +149,8 @@ impl Saver {
     /// and the module parameter `live_precopy` is set; otherwise version 1.0.
     pub(crate) fn new(dev: &Device<RustMig>, stop_copy: bool) -> Result<Self> {
         let data = dev.data();
-        let live = match data.backend.live_section() {
-            Some((tag, bar)) if !stop_copy && crate::module_parameters::live_precopy.value() => {
+        let live = match data.live_section() {
+            Some((tag, bar)) if !stop_copy => {
                 let idx = data.layout.find(tag).ok_or(EINVAL)?;
                 let tracker = dev.track_writes(bar)?;
                 let n = tracker.pages();

@@ -184,10 +184,11 @@ impl Identity {
     }
 }
 
-/// The compatibility descriptor: one line of `key=value` fields, the stream format version first.
+/// The identity's fields of a compatibility descriptor ([`DescriptorLine`]): `key=value` fields
+/// separated by single spaces.
 impl fmt::Display for Identity {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "format={VERSION_MAJOR}.{VERSION_MINOR} backend=")?;
+        f.write_str("backend=")?;
         for &c in self.backend_name() {
             let c = if c.is_ascii_graphic() { c } else { b'?' };
             write!(f, "{}", char::from(c))?;
@@ -204,6 +205,44 @@ impl fmt::Display for Identity {
             self.class_rev,
             self.state_size
         )
+    }
+}
+
+/// The major versions of the stream format this driver loads, as a descriptor's `loads=` lists
+/// them.
+pub(crate) const LOADS: [u16; 2] = [VERSION_MAJOR, VERSION_MAJOR_PRECOPY];
+
+/// A compatibility descriptor, the line a device's `migration_compat` sysfs attribute prints:
+///
+/// ```text
+/// format=2.1 loads=1,2 backend=ivshmem/1.0 pci=1af4:1110 subsystem=1af4:1100 class_rev=0x05000001 state_size=1048584
+/// ```
+///
+/// `format=` is the stream format a save from the device uses: 2.x where a save that starts in
+/// PRE_COPY sends a live section, 1.x otherwise. `loads=` lists the major versions the device
+/// loads; a descriptor read from a stream's header has none.
+pub(crate) struct DescriptorLine<'a> {
+    /// The format a save uses.
+    pub(crate) major: u16,
+    /// Its minor version.
+    pub(crate) minor: u16,
+    /// The major versions loaded, ascending; empty for none said.
+    pub(crate) loads: &'a [u16],
+    /// The device.
+    pub(crate) identity: &'a Identity,
+}
+
+impl fmt::Display for DescriptorLine<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "format={}.{} ", self.major, self.minor)?;
+        for (i, major) in self.loads.iter().enumerate() {
+            let sep = if i == 0 { "loads=" } else { "," };
+            write!(f, "{sep}{major}")?;
+        }
+        if !self.loads.is_empty() {
+            f.write_str(" ")?;
+        }
+        write!(f, "{}", self.identity)
     }
 }
 
