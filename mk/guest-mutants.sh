@@ -28,6 +28,14 @@ suite() {
 		step stream.edu "$T/vfio_pci_migration_stream_test" "$EDU" || return
 	VFIO_MIGRATION_TEST_DRIVER=$RUSTMIG_DRV \
 		step lifecycle.ivshmem-c "$T/vfio_pci_migration_lifecycle_test" "$C" || return
+	# debugfs counts the arcs: RUNNING -> STOP -> RUNNING is four (through RUNNING_P2P).
+	f=/sys/kernel/debug/vfio/$C/migration/rustmig
+	arcs=$(sed -n 's/^transitions: //p' "$f")
+	VFIO_MIGRATION_TEST_ROUND_TRIPS=3 step arcs.ivshmem-c "$T/vfio_pci_migration_test" \
+		-t stop_and_run_round_trips "$C" || return
+	now=$(sed -n 's/^transitions: //p' "$f")
+	[ "$now" = $((arcs + 12)) ] ||
+		{ verdict="killed by arcs.ivshmem-c: debugfs transitions $arcs -> $now, not +12"; return 1; }
 	VFIO_MIGRATION_TEST_PEER=$D VFIO_MIGRATION_TEST_BAR=2 VFIO_MIGRATION_TEST_DMA_LOG=clean \
 		step storm.ivshmem-c "$T/vfio_pci_migration_test" \
 		-t storm_of_transitions_io_queries_and_resets "$C" || return

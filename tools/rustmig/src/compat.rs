@@ -104,7 +104,11 @@ mod tests {
     #[test]
     fn each_field_is_named_with_both_values() {
         let cases = [
-            ("format=1.0", "format=2.0", "format differs (saves 1.0 vs loads 2)"),
+            (
+                "format=1.0",
+                "format=2.0",
+                "format differs (saves 1.0 vs loads 2)",
+            ),
             (
                 "format=1.0",
                 "format=2.1 loads=2",

@@ -224,7 +224,9 @@ fn id_pair(s: &str) -> Option<(u16, u16)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stream::{DescriptorLine, LOADS, VERSION_MAJOR, VERSION_MAJOR_PRECOPY, VERSION_MINOR};
+    use crate::stream::{
+        DescriptorLine, LOADS, VERSION_MAJOR, VERSION_MAJOR_PRECOPY, VERSION_MINOR,
+    };
 
     pub(crate) const C: &str = "format=1.1 backend=ivshmem/1.0 pci=1af4:1110 subsystem=1af4:1100 class_rev=0x05000001 state_size=1048576";
 
@@ -306,7 +308,13 @@ mod tests {
         let old = parse(C).unwrap();
         assert!(old.loads(1) && !old.loads(2));
         for bad in [
-            "loads=", "loads=2,1", "loads=1,1", "loads=1,,2", "loads=32", "loads=01", "loads=a",
+            "loads=",
+            "loads=2,1",
+            "loads=1,1",
+            "loads=1,,2",
+            "loads=32",
+            "loads=01",
+            "loads=a",
         ] {
             let e = parse(&format!("{C} {bad}")).unwrap_err();
             assert!(e.starts_with(bad), "{bad}: {e}");

@@ -270,23 +270,73 @@ fn next_run(pages: &Bitmap, page: usize, room: usize, left: usize) -> Option<(us
     Some((first, (end - first).min(room).min(left)))
 }
 
-/// Returns the bytes of the dirty units that carry the `left` pages marked in `pages` from
-/// page `page` on, of a section of `len` bytes: what [`Live::produce`] makes of them.
-fn dirty_len(pages: &Bitmap, mut page: usize, mut left: usize, len: u64) -> u64 {
-    let mut bytes = 0;
-    while left > 0 {
-        let mut room = UNIT_PAGES;
-        while left > 0 && room > 0 {
-            let Some((first, n)) = next_run(pages, page, room, left) else {
-                return bytes;
-            };
+/// Returns the bytes of the dirty units that carry `pages`, ascending pages of a section of
+/// `len` bytes, as [`Live::produce`] makes them: a record per run of consecutive pages, a run cut
+/// where a unit's [`UNIT_PAGES`] are used up.
+fn units_len(pages: impl Iterator<Item = usize>, len: u64) -> u64 {
+    let record = |run: Option<(usize, usize)>| {
+        run.map_or(0, |(first, n)| {
             // CAST: Pages of the section, whose length is a `u64`; at most `CHUNK`.
             let offset = (first * PAGE) as u64;
-            bytes += record_len((len - offset.min(len)).min((n * PAGE) as u64) as usize);
-            (page, left, room) = (first + n, left - n, room - n);
+            record_len((len - offset.min(len)).min((n * PAGE) as u64) as usize)
+        })
+    };
+    let (mut bytes, mut run, mut room) = (0, None, 0);
+    for j in pages {
+        match run {
+            Some((first, n)) if room > 0 && first + n == j => run = Some((first, n + 1)),
+            _ => {
+                bytes += record(run);
+                if room == 0 {
+                    room = UNIT_PAGES;
+                }
+                run = Some((j, 1));
+            }
+        }
+        room -= 1;
+    }
+    bytes + record(run)
+}
+
+/// Tells whether ascending pages are marked in a bitmap, each in amortised constant time.
+struct Probe<'a> {
+    pages: &'a Bitmap,
+    next: Option<usize>,
+}
+
+impl<'a> Probe<'a> {
+    fn new(pages: &'a Bitmap) -> Self {
+        Probe {
+            pages,
+            next: pages.next_bit(0),
         }
     }
-    bytes
+
+    /// Whether page `j` is marked; `j` must not be below the page of the last call.
+    fn has(&mut self, j: usize) -> bool {
+        if self.next.is_some_and(|n| n < j) {
+            self.next = self.pages.next_bit(j);
+        }
+        self.next == Some(j)
+    }
+}
+
+/// Returns the pages marked in `a` or `b`, ascending, each once.
+fn union<'a>(a: &'a Bitmap, b: &'a Bitmap) -> impl Iterator<Item = usize> + 'a {
+    let (mut a, mut b) = (
+        written_pages(a, 0).peekable(),
+        written_pages(b, 0).peekable(),
+    );
+    core::iter::from_fn(move || match (a.peek().copied(), b.peek().copied()) {
+        (Some(x), Some(y)) if x < y => a.next(),
+        (Some(x), Some(y)) if x > y => b.next(),
+        (Some(_), Some(_)) => {
+            b.next();
+            a.next()
+        }
+        (Some(_), None) => a.next(),
+        (None, _) => b.next(),
+    })
 }
 
 /// Appends the end record to `u`.
@@ -344,17 +394,31 @@ impl Live {
         let left = self.section.len - self.initial;
         initial += left + left.div_ceil(chunk) * record_len(0);
         let len = self.section.len;
-        // What is left of the pass being read, then the pages written since it was taken.
-        let mut dirty = dirty_len(&self.pages, self.page, self.left, len);
+        // What is left of the pass being read, then the next pass: exactly what the reads
+        // return until the temporary end, while nothing is written meanwhile.
+        let mut dirty = units_len(written_pages(&self.pages, self.page).take(self.left), len);
         if !self.last {
             dirty += self
                 .tracker
-                .peek(|marks| dirty_len(marks, 0, usize::MAX, len))
-                .unwrap_or(0);
-            // The pages held back move in the last pass at the latest.
-            if stop_copy {
-                dirty += dirty_len(&self.deferred, 0, usize::MAX, len);
-            }
+                .peek(|marks| {
+                    if stop_copy {
+                        // The last pass: the pages written since and those held back.
+                        return units_len(union(marks, &self.deferred), len);
+                    }
+                    // While the device runs, the pages that no pass after the first sent yet
+                    // (`new_pass`); the others wait for the last pass.
+                    let (mut sent, mut held) = (Probe::new(&self.sent), Probe::new(&self.deferred));
+                    let next = written_pages(marks, 0).filter(|&j| !sent.has(j) && !held.has(j));
+                    units_len(next, len)
+                })
+                .unwrap_or_else(|| {
+                    // No tracking (the device was reset): the pages held back still move.
+                    if stop_copy {
+                        units_len(written_pages(&self.deferred, 0), len)
+                    } else {
+                        0
+                    }
+                });
         }
         if stop_copy {
             dirty += self.rest.payload_len() - self.rest_done;
