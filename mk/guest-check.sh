@@ -149,6 +149,10 @@ run_test rustmig.vfio_pci_device_test.edu "$T/vfio_pci_device_test" "$EDU"
 # migrate to a second QEMU (Documentation: QEMU), with the report table.
 echo "== QEMU live migration inside the VM"
 /usr/bin/python3 "$RUSTMIG_REPO/mk/qemu-migrate.py" "$RESULTS"
+# A QEMU left running holds its devices: no unbind could end.
+left=$(pgrep -f qemu-system-x86_64)
+tap_check "no QEMU is left running after the QEMU cases" test -z "$left"
+[ -z "$left" ] || pkill -9 -f qemu-system-x86_64
 
 # The rustmig command (tools/rustmig) on these devices: every command, its
 # output and exit status, and the failures (mk/guest-tool.sh).

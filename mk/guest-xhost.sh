@@ -36,6 +36,10 @@ else
 		xhost-p2p xhost-refused xhost-cancel xhost-netdrop xhost-multifd xhost-versions || rc=1
 	mv "$RESULTS/qemu-migration.tap" "$RESULTS/xhost.tap"
 fi
+# A QEMU left running holds its devices: no unbind could end.
+left=$(pgrep -f qemu-system-x86_64)
+tap_check "no QEMU is left running after the QEMU cases" test -z "$left"
+[ -z "$left" ] || pkill -9 -f qemu-system-x86_64
 for bdf in "$C" "$D" "$E" "$F" "$EDU" "$EDU2"; do
 	pci_unbind "$bdf"
 done

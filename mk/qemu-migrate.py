@@ -97,10 +97,15 @@ def tap(ok, name, *detail):
     return ok
 
 
+# How long a QEMU may take to listen for QMP: a start takes seconds, and many more while the
+# other VMs of make check load this machine's cores.
+QMP_TIMEOUT = 240
+
+
 class Qmp:
     """A QMP connection to one QEMU."""
 
-    def __init__(self, path, timeout=60):
+    def __init__(self, path, timeout=QMP_TIMEOUT):
         """@path: a UNIX socket's path, or (address, port) for TCP."""
         deadline = time.time() + timeout
         while True:
@@ -190,8 +195,24 @@ class Vm:
             self.connect()
 
     def connect(self):
-        """Connects to the QEMU's QMP, once it listens."""
-        self.qmp = Qmp(self.qmp_at)
+        """Connects to the QEMU's QMP, once it listens; says why not, with the QEMU's log."""
+        start = time.time()
+        try:
+            self.qmp = Qmp(self.qmp_at)
+        except OSError as e:
+            # Stopped, so that it holds no device for the cases after this one.
+            why = self.status_of_process()
+            self.kill()
+            raise RuntimeError("%s: no QMP at %s after %.0f s: %s\n%s" % (
+                self.name, self.qmp_at, time.time() - start, e, why)) from e
+
+    def status_of_process(self):
+        """Whether this QEMU still runs, and the end of its log."""
+        if self.proc is None:
+            return "(on the second host: its log is %s)" % self.log
+        rc = self.proc.poll()
+        return "QEMU %s; the end of its log:\n%s" % (
+            "still runs" if rc is None else "exited with status %d" % rc, self.output()[-1500:])
 
     def wait(self, timeout):
         """Waits for this QEMU to exit; returns its exit status (None: still running)."""
@@ -448,7 +469,8 @@ def run_case(name, fn):
     try:
         fn(vms)
     except Exception as e:  # noqa: BLE001 - every failure becomes a TAP line
-        tap(False, name + ": " + str(e))
+        lines = str(e).splitlines() or [repr(e)]
+        tap(False, name + ": " + lines[0], *lines[1:])
     finally:
         for vm in vms:
             vm.quit()
