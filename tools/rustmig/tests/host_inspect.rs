@@ -16,8 +16,8 @@ fn script() -> PathBuf {
 /// Fills `dir` as a 'make check' run does.
 fn results(dir: &Path, desc_d: &str) {
     fs::write(dir.join("stream-c.bin"), stream_c().bytes).unwrap();
-    fs::write(dir.join("descriptor-c.txt"), format!("{DESC_C}\n")).unwrap();
-    fs::write(dir.join("descriptor-d.txt"), format!("{desc_d}\n")).unwrap();
+    fs::write(dir.join("descriptor-c.txt"), format!("{}\n", sysfs(DESC_C))).unwrap();
+    fs::write(dir.join("descriptor-d.txt"), format!("{}\n", sysfs(desc_d))).unwrap();
     fs::write(dir.join("descriptor-edu.txt"), format!("{DESC_EDU}\n")).unwrap();
 }
 

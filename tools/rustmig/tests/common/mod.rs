@@ -20,6 +20,12 @@ pub const DESC_D: &str = DESC_C;
 /// QEMU's edu: 12 registers (4 of 32 bits, 4 of 64 bits).
 pub const DESC_EDU: &str = "format=1.0 backend=edu/1.0 pci=1234:11e8 subsystem=1af4:1100 class_rev=0x00ff0010 state_size=48";
 
+/// A device's `migration_compat` as the driver prints it for the stream descriptor `desc`
+/// (a 1.1 save): a save that starts in PRE_COPY uses 2.1, and it loads versions 1 and 2.
+pub fn sysfs(desc: &str) -> String {
+    desc.replacen("format=1.1 ", "format=2.1 loads=1,2 ", 1)
+}
+
 /// The stream that ivshmem C saves.
 pub fn stream_c() -> Sample {
     sample::stream(DESC_C, &[(1, 8), (2, 1 << 20)], |tag, o| {
