@@ -9,6 +9,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
+#include <sched.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,6 +25,28 @@
 #ifndef ARRAY_SIZE
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 #endif
+
+/*
+ * Pin @thread to online CPU @n (modulo their count), so that the threads of
+ * a race run at the same time when the machine's CPUs do. The CPUs are
+ * counted from those online now, not from @thread's mask: a thread inherits
+ * the mask of the thread that made it, which may already be pinned.
+ * Returns the CPU, or -errno.
+ */
+static inline int pin_thread(pthread_t thread, unsigned int n)
+{
+	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+	cpu_set_t one;
+	int cpu, ret;
+
+	if (cpus < 1)
+		return -EINVAL;
+	cpu = n % cpus;
+	CPU_ZERO(&one);
+	CPU_SET(cpu, &one);
+	ret = pthread_setaffinity_np(thread, sizeof(one), &one);
+	return ret ? -ret : cpu;
+}
 
 /*
  * Issue VFIO_DEVICE_FEATURE with @size bytes of payload copied in and back

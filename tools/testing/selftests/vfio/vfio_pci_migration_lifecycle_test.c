@@ -152,6 +152,9 @@ static void *data_io_fn(void *arg)
 static void data_io_start(struct data_io *io)
 {
 	VFIO_ASSERT_EQ(0, pthread_create(&io->thread, NULL, data_io_fn, io));
+	/* The I/O on one CPU, the resets, unbinds and removes on the other. */
+	VFIO_ASSERT_LE(0, pin_thread(pthread_self(), 0));
+	VFIO_ASSERT_LE(0, pin_thread(io->thread, 1));
 	while (!READ_ONCE(io->ops) && !READ_ONCE(io->done))
 		ms_sleep(1);
 }
@@ -196,6 +199,8 @@ static const char *sysfs_op_across_close(struct sysfs_op *op, struct vfio_pci_de
 
 	if (pthread_create(&op->thread, NULL, sysfs_op_fn, op))
 		return "pthread_create failed";
+	if (pin_thread(op->thread, 0) < 0)
+		return "pinning the sysfs writer failed";
 	ms_sleep(300);
 	if (READ_ONCE(op->done))
 		return "the sysfs write did not wait for the device fd";

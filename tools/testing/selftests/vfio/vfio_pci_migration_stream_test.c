@@ -18,6 +18,9 @@
  *                                      to rustmig too, whose stream this
  *                                      device must refuse;
  *   VFIO_MIGRATION_STREAMS=N           how many streams to try (10000);
+ *   VFIO_MIGRATION_RANDOM_STREAMS=N    instead: every systematic stream
+ *                                      (each variant of each forgery class
+ *                                      once), then N random ones;
  *   VFIO_MIGRATION_TEST_SEED=N         the seed of the streams (1): stream i
  *                                      of a seed is always the same;
  *   VFIO_MIGRATION_TEST_SAVE=FILE      where to keep the valid stream the
@@ -1461,6 +1464,9 @@ TEST_F_TIMEOUT(migration_stream, malformed_streams_are_refused, 3600)
 	m.cap = b.len + 4 * (REC_HDR + REC_MAX + 1) + 2 * RUSTMIG_STREAM_MAX_HEADER_LEN;
 	m.buf = malloc(m.cap);
 	ASSERT_NE(NULL, m.buf);
+	if (getenv("VFIO_MIGRATION_RANDOM_STREAMS"))
+		n_streams = systematic_streams(&b) +
+			    env_number("VFIO_MIGRATION_RANDOM_STREAMS", 0);
 	ksft_print_msg("%s: %llu streams of seed %llu from a %zu-byte stream of %d records,\n",
 		       device_bdf, n_streams, seed, b.len, b.nrec);
 	ksft_print_msg("the first %zu of them systematic\n", systematic_streams(&b));

@@ -1310,8 +1310,11 @@ TEST_F(migration, storm_of_transitions_io_queries_and_resets)
 				 VFIO_MIGRATION_PRE_COPY))
 		SKIP(return, "needs STOP_COPY | P2P | PRE_COPY");
 	pthread_mutex_init(&st.lock, NULL);
-	for (i = 0; i < 4; i++)
+	/* Two threads on each CPU: on a machine with two, the four race in pairs. */
+	for (i = 0; i < 4; i++) {
 		ASSERT_EQ(0, pthread_create(&threads[i], NULL, fns[i], &st));
+		ASSERT_LE(0, pin_thread(threads[i], i));
+	}
 	sleep(4);
 	WRITE_ONCE(st.stop, true);
 	for (i = 0; i < 4; i++)
@@ -1729,6 +1732,9 @@ TEST_F_TIMEOUT(migration, precopy_resends_exactly_the_pages_written, 600)
 	w.fd = fd;
 	w.region = self->device->bars[bar].info.offset;
 	ASSERT_EQ(0, pthread_create(&thread, NULL, page_writer, &w));
+	/* The writer and the reader on different CPUs, where there are two. */
+	ASSERT_LE(0, pin_thread(pthread_self(), 0));
+	ASSERT_LE(0, pin_thread(thread, 1));
 	for (i = 0; i < 20; i++) {
 		ASSERT_EQ(0, keep_reading_most(save_fd, &k, false, 256 << 10));
 		usleep(2000);
