@@ -206,7 +206,8 @@ impl BarGate {
 /// Holds `memory_lock` for writing with memory decoding enabled; both are restored on drop.
 pub struct BarGuard<'a, T: Driver> {
     dev: &'a Device<T>,
-    cmd: u16,
+    /// Whether [`BarGuard::new`] turned memory decoding on: [`Drop`] turns it off again.
+    enabled: bool,
 }
 
 impl<'a, T: Driver> BarGuard<'a, T> {
@@ -225,16 +226,18 @@ impl<'a, T: Driver> BarGuard<'a, T> {
         }
         let mut cmd = 0u16;
         // SAFETY: The device is open, so its driver is bound and `pdev` is alive.
-        unsafe {
+        let enabled = unsafe {
             let pdev = (*core).pdev;
             bindings::pci_read_config_word(pdev, bindings::PCI_COMMAND as i32, &mut cmd);
-            if u32::from(cmd) & bindings::PCI_COMMAND_MEMORY == 0 {
+            let off = u32::from(cmd) & bindings::PCI_COMMAND_MEMORY == 0;
+            if off {
                 // CAST: PCI_COMMAND_MEMORY is bit 1 of the 16-bit command register.
                 let on = cmd | bindings::PCI_COMMAND_MEMORY as u16;
                 bindings::pci_write_config_word(pdev, bindings::PCI_COMMAND as i32, on);
             }
-        }
-        Ok(Self { dev, cmd })
+            off
+        };
+        Ok(Self { dev, enabled })
     }
 
     /// Returns the kernel mapping of BAR `bar`, valid while the guard is held.
@@ -444,10 +447,23 @@ impl<'a, T: Driver> BarGuard<'a, T> {
 impl<T: Driver> Drop for BarGuard<'_, T> {
     fn drop(&mut self) {
         let core = self.dev.as_raw();
-        // SAFETY: `new` took `memory_lock` for writing; the command register is restored before
-        // it is released, as `vfio_pci_memory_unlock_and_restore` does.
+        // Only the memory decoding bit `new` set is cleared, in the command register as it is
+        // now: the guard may be held for a whole pass over a BAR, and the INTx handler masks
+        // a level interrupt meanwhile by setting `PCI_COMMAND_INTX_DISABLE` (with no lock of
+        // ours). Writing back the whole word read in `new`, as
+        // `vfio_pci_memory_unlock_and_restore` does around its short accesses, would unmask
+        // an interrupt the device still asserts: an interrupt storm.
+        // SAFETY: `new` took `memory_lock` for writing and found the device open, which it
+        // stays while the lock is held: `pdev` is alive. The lock is released last.
         unsafe {
-            bindings::pci_write_config_word((*core).pdev, bindings::PCI_COMMAND as i32, self.cmd);
+            if self.enabled {
+                let pdev = (*core).pdev;
+                let mut cmd = 0u16;
+                bindings::pci_read_config_word(pdev, bindings::PCI_COMMAND as i32, &mut cmd);
+                // CAST: PCI_COMMAND_MEMORY is bit 1 of the 16-bit command register.
+                let off = cmd & !(bindings::PCI_COMMAND_MEMORY as u16);
+                bindings::pci_write_config_word(pdev, bindings::PCI_COMMAND as i32, off);
+            }
             bindings::up_write(&raw mut (*core).memory_lock);
         }
     }
