@@ -34,6 +34,15 @@ static inline int bar_write64(struct vfio_pci_device *device, int bar, __u64 reg
 	return n == 8 ? 0 : -errno;
 }
 
+static inline __u32 bar_read32(struct vfio_pci_device *device, int bar, __u64 reg)
+{
+	__u32 value = ~0U;
+
+	if (pread(device->fd, &value, 4, device->bars[bar].info.offset + reg) != 4)
+		return ~0U;
+	return value;
+}
+
 static inline __u64 bar_read64(struct vfio_pci_device *device, int bar, __u64 reg)
 {
 	__u64 value = ~0ULL;
@@ -105,7 +114,12 @@ static inline bool same_stream(const char *a, long long a_len, const char *b, lo
 	return a_len == b_len && *at == a_len;
 }
 
-/* edu's registers that its migration state holds, as a test reads them back. */
+/*
+ * edu's registers that its migration state holds (every register rustmig's edu
+ * backend saves), as a test reads them back: 4 bytes each, the low half of
+ * the 8-byte DMA registers. The DMA command is saved but not restored (edu
+ * accepts only a write that starts a transfer): a device keeps its own.
+ */
 static const __u64 edu_state_regs[] = {
 	0x04,	/* liveness */
 	0x08,	/* factorial */
@@ -114,6 +128,7 @@ static const __u64 edu_state_regs[] = {
 	0x80,	/* DMA source */
 	0x88,	/* DMA destination */
 	0x90,	/* DMA count */
+	0x98,	/* DMA command */
 };
 
 /* Read edu's state registers into @regs (by region reads): 0, or -errno. */
@@ -127,6 +142,17 @@ static inline int edu_read_state(struct vfio_pci_device *device,
 			  device->bars[0].info.offset + edu_state_regs[i]) != 4)
 			return -errno;
 	return 0;
+}
+
+/* The first of edu_state_regs at which @a and @b differ, or ARRAY_SIZE(edu_state_regs). */
+static inline size_t edu_state_diff(const __u32 a[ARRAY_SIZE(edu_state_regs)],
+				    const __u32 b[ARRAY_SIZE(edu_state_regs)])
+{
+	size_t i;
+
+	for (i = 0; i < ARRAY_SIZE(edu_state_regs) && a[i] == b[i]; i++)
+		;
+	return i;
 }
 
 #endif /* SELFTESTS_VFIO_MIGRATION_DEVICE_H */

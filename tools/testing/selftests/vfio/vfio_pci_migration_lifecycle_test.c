@@ -32,6 +32,7 @@
 
 #include "kselftest_harness.h"
 #include "migration_util.h"
+#include "migration_device.h"
 
 static const char *device_bdf;
 
@@ -276,9 +277,32 @@ static int reach(struct __test_metadata *_metadata, int fd, __u32 state,
 }
 
 /*
+ * Give @device a state of @seed that differs from the one it has: edu's
+ * registers or the state BAR (perturb_state()), else the largest mmapped BAR
+ * (ivshmem's memory). 0, -ENOENT if there is no such state, or -errno.
+ */
+static int perturb(struct vfio_pci_device *device, __u32 seed)
+{
+	int ret = perturb_state(device, seed), bar = -1, i;
+
+	if (ret != -ENOENT || !hardware_state())
+		return ret;
+	for (i = 0; i < PCI_STD_NUM_BARS; i++)
+		if (device->bars[i].vaddr &&
+		    (bar < 0 || device->bars[i].info.size > device->bars[bar].info.size))
+			bar = i;
+	if (bar < 0)
+		return -ENOENT;
+	memset(device->bars[bar].vaddr, 0x5a ^ seed, device->bars[bar].info.size);
+	return 0;
+}
+
+/*
  * VFIO_DEVICE_RESET in each state, sessions half done included: the device
  * is RUNNING afterwards, the old session is over (its data_fd reads and writes
- * fail with ENODEV, poll reports it), and a new round trip works.
+ * fail with ENODEV, poll reports it), and a new round trip works: the device,
+ * given another state after the reset, then holds the stream it loaded (saved
+ * again, it gives the same bytes).
  */
 TEST(reset_in_every_state_ends_the_session)
 {
@@ -290,13 +314,25 @@ TEST(reset_in_every_state_ends_the_session)
 	};
 	struct iommu *iommu = iommu_init(MODE_IOMMUFD);
 	struct vfio_pci_device *device = vfio_pci_device_init(device_bdf, iommu);
-	int fd = device->fd, data_fd;
-	long long len;
-	char *stream, c;
+	int fd = device->fd, data_fd, ret;
+	long long len, again_len, at;
+	char *stream, *again, c;
+	bool known;
 	size_t i;
 
 	stream = save_stream(fd, &len);
 	ASSERT_NE(NULL, stream);
+	/* A state of another seed must show in the stream, or the checks below see nothing. */
+	ret = perturb(device, 0xf0);
+	ASSERT_TRUE(!ret || ret == -ENOENT) TH_LOG("perturbing the state: %s", strerror(-ret));
+	known = !ret;
+	if (known) {
+		again = save_stream(fd, &again_len);
+		ASSERT_NE(NULL, again);
+		ASSERT_FALSE(same_stream(stream, len, again, again_len, &at))
+			TH_LOG("another state saves the same stream: it is not the device's");
+		free(again);
+	}
 	for (i = 0; i < ARRAY_SIZE(states); i++) {
 		TH_LOG("reset in %s", state_name(states[i]));
 		data_fd = reach(_metadata, fd, states[i], stream, len);
@@ -313,15 +349,24 @@ TEST(reset_in_every_state_ends_the_session)
 			ASSERT_EQ(ENODEV, errno);
 			close(data_fd);
 		}
-		/* The next session starts from scratch. */
+		/* The next session starts from scratch, on a device in another state. */
+		if (known)
+			ASSERT_EQ(0, perturb(device, 0xf1 + i));
 		data_fd = -1;
 		ASSERT_EQ(0, set_state(fd, VFIO_DEVICE_STATE_RESUMING, &data_fd));
 		ASSERT_EQ(0, write_all(data_fd, stream, len));
 		ASSERT_EQ(0, set_state(fd, VFIO_DEVICE_STATE_RUNNING, NULL));
 		close(data_fd);
+		again = save_stream(fd, &again_len);
+		ASSERT_NE(NULL, again);
+		ASSERT_TRUE(same_stream(stream, len, again, again_len, &at))
+			TH_LOG("reset in %s, reloaded, saved: differs at byte %lld (%lld, %lld)",
+			       state_name(states[i]), at, len, again_len);
+		free(again);
 	}
-	ksft_print_msg("reset in %zu states, each followed by a %lld-byte round trip\n",
-		       ARRAY_SIZE(states), len);
+	ksft_print_msg("reset in %zu states, each followed by a %lld-byte round trip%s\n",
+		       ARRAY_SIZE(states), len,
+		       known ? " into another state, whose saved stream is the one loaded" : "");
 	free(stream);
 	vfio_pci_device_cleanup(device);
 	iommu_cleanup(iommu);
