@@ -36,11 +36,18 @@ if [ ! -f /tmp/out/env.sh ]; then
 	poweroff_now
 fi
 . /tmp/out/env.sh
-for p in "$RUSTMIG_REPO" "$RUSTMIG_OBJ" "$RUSTMIG_TESTS" "$RUSTMIG_INJECT" "${RUSTMIG_XHOST_PEER_OUT:-}"; do
+for p in "$RUSTMIG_REPO" "$RUSTMIG_OBJ" "$RUSTMIG_TESTS" "$RUSTMIG_INJECT"; do
 	case "$p" in
 	/tmp/?*) mkdir -p "$p" && mount --bind "/run/hosttmp/${p#/tmp/}" "$p" ;;
 	esac
 done
+# The other test host's output directory (mk/vm.sh), uncached, over its path
+# in the root.
+if [ -n "${RUSTMIG_XHOST_PEER_OUT:-}" ]; then
+	peer_dir=$(dirname "$RUSTMIG_XHOST_PEER_OUT")
+	mkdir -p "$peer_dir"
+	mount -t 9p -o trans=virtio,version=9p2000.L,msize=512000,ro rustmigpeer "$peer_dir"
+fi
 # The device behind each root port (mk/devices): RUSTMIG_BDF_NAME.
 below() { for d in /sys/bus/pci/devices/"$1"/0000:*; do [ -e "$d" ] && basename "$d" && return; done; }
 for name in $RUSTMIG_DEVICES; do

@@ -462,10 +462,19 @@ def vfio_bytes(info):
     return (info.get("vfio") or {}).get("transferred", "-")
 
 
+def step(what):
+    """Prints how long the running case has taken so far: where its time goes, in the log."""
+    print("   %s: %s at %.1f s" % (_case[0], what, time.time() - _case[1]), flush=True)
+
+
+_case = ["-", 0.0]
+
+
 def run_case(name, fn):
     vms = []
     failed = tap_failed
     marker = kmsg_mark("qemu " + name)
+    _case[:] = [name, time.time()]
     try:
         fn(vms)
     except Exception as e:  # noqa: BLE001 - every failure becomes a TAP line
@@ -484,6 +493,7 @@ def run_case(name, fn):
         print("# kernel log since the case started:")
         for l in kernel_log_since(marker)[-60:]:
             print("#   " + l)
+    step("done")
 
 
 def plain(vms):
@@ -748,11 +758,13 @@ def writer_migration(vms, label, pair, live, port, stride=100):
     name = "%s, %s" % (label, mode)
     size = fill_random(s)
     fill_random(d)
+    step("ivshmem-%s and ivshmem-%s filled" % (s, d))
     pages = size // PAGE
     disk = writer_disk("writer-" + s, pages, stride)
     src = Vm("writer-%s-%s" % (s, int(live)), [BDF[s.upper()]], boot=disk)
     vms.append(src)
     first = wait_counter(s, 0, name + ": the guest writes")
+    step("the source's guest writes")
     dst = Vm("writer-%s-%s" % (d, int(live)), [BDF[d.upper()]], incoming=True, boot=disk,
              paused=True)
     vms.append(dst)
@@ -763,6 +775,7 @@ def writer_migration(vms, label, pair, live, port, stride=100):
     # acknowledged the initial data.
     info = migrate(src, dst, port, caps=("return-path", "switchover-ack"),
                    params={"downtime-limit": 20000, "avail-switchover-bandwidth": 1 << 30})
+    step("migrated")
     pre, stop = vfio_split(src)
     # Both sides' vfio traces, kept with the results: where the downtime went.
     for vm in (src, dst):
@@ -778,6 +791,7 @@ def writer_migration(vms, label, pair, live, port, stride=100):
     tap(final > first, name + ": the guest wrote during the migration",
         "counter %d when it started, %d when the source stopped" % (first, final))
     diff = differing_pages(s, d)
+    step("ivshmem-%s and ivshmem-%s compared" % (s, d))
     tap(not diff, name + ": ivshmem-%s holds ivshmem-%s's final memory, byte for byte" % (d, s),
         "%d page(s) differ, the first: %s" % (len(diff), diff[:8]))
     if live:
