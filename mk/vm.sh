@@ -142,8 +142,10 @@ qemu=${RUSTMIG_QEMU:-qemu-system-x86_64}
 # again (measured in the VM: /bin/true 0.55 s a run against 0.11, python3
 # 9.4 s against 1.1). What the host writes during a run is in the output
 # share and the other host's (uncached). RUSTMIG_ROOT_CACHE=none reads
-# through.
-root_cache=${RUSTMIG_ROOT_CACHE:-loose}
+# through, as the reproducer does: its reads must reach 9p.
+root_cache=loose
+[ "$mode" = repro ] && root_cache=none
+root_cache=${RUSTMIG_ROOT_CACHE:-$root_cache}
 # A guest whose heartbeat (guest-init.sh) stops for this long is stuck; the
 # first one may take the boot's time more.
 stall_s=${RUSTMIG_VM_STALL:-300}
